@@ -1,0 +1,247 @@
+import { link } from '../abi/link.js';
+import { GuestMemory } from '../abi/memory.js';
+import { SYSCALLS } from '../abi/table.js';
+import { wasiImpls } from '../abi/wasi.js';
+import { RIGHTS_ALL, RIGHTS_DIR, RIGHTS_STDIN, RIGHTS_STDOUT } from '../abi/constants.js';
+import { Errno, KernelError } from '../errors.js';
+import type { MemFsState } from '../fs/memfs.js';
+import type { FileHandle } from '../fs/types.js';
+import { Vfs, type MountSpec } from '../fs/vfs.js';
+import type { HostPlatform } from '../platform.js';
+import { VirtualClock, type ClockState } from './clock.js';
+import { copyFdEntry, type FdEntry, type FdState } from './fd.js';
+import { ResourceTable } from './resource-table.js';
+
+export type { MountSpec } from '../fs/vfs.js';
+
+export interface ProcessOptions {
+  /** argv; argv[0] is the program name */
+  args: string[];
+  /** "K=V" strings */
+  env: string[];
+  /** each becomes a preopened directory fd (3, 4, ... in order) */
+  mounts: MountSpec[];
+  platform: HostPlatform;
+  /** called synchronously with a copy of the bytes (the callee may keep it) */
+  stdout(bytes: Uint8Array): void;
+  stderr(bytes: Uint8Array): void;
+  /** synchronous; null or empty means EOF */
+  stdin?(max: number): Uint8Array | null;
+  /** fd table capacity (default 1024): opening more fails with MFILE */
+  maxFds?: number;
+}
+
+/** A mount in ProcessState: its spec, and the contents of a 'memory' mount. */
+export interface MountState {
+  guest: string;
+  kind: 'host' | 'memory';
+  host: string | null;
+  readonly: boolean;
+  memfs: MemFsState | null;
+}
+
+/**
+ * The kernel's per-process state as plain data (msgpackr-encodable: numbers, strings, bigints, booleans, null,
+ * Uint8Array, arrays, plain objects). Host file handles are not in it: files are re-opened by path after a restore.
+ */
+export interface ProcessState {
+  version: 1;
+  args: string[];
+  env: string[];
+  mounts: MountState[];
+  /** preopened directories at the save (also marked in `fds`) */
+  preopens: Array<{ fd: number; mount: number; name: string }>;
+  fds: FdState[];
+  clock: ClockState;
+  stdoutBytes: number;
+  stderrBytes: number;
+  /** stdin bytes consumed; a restored process discards this many bytes of its new stdin before serving reads */
+  stdinOffset: number;
+  exitCode: number | null;
+}
+
+function stdioEntry(kind: 'stdin' | 'stdout' | 'stderr'): FdEntry {
+  return {
+    kind, mount: -1, path: '', offset: 0, fdflags: 0, rightsBase: kind === 'stdin' ? RIGHTS_STDIN : RIGHTS_STDOUT,
+    rightsInheriting: 0n, isDir: false, read: kind === 'stdin', write: kind !== 'stdin', preopen: null, readdirCookie: 0n,
+  };
+}
+
+/**
+ * One WASI process: its fd table, mounts, clocks and stdio. The VM instantiates the job with `imports()`, then
+ * calls `setMemory()`. `saveState()` / `new Process(opts, state)` checkpoint and restore it.
+ */
+export class Process {
+  readonly args: string[];
+  readonly env: string[];
+  readonly platform: HostPlatform;
+  readonly vfs: Vfs;
+  readonly fds: ResourceTable<FdEntry>;
+  readonly clock: VirtualClock;
+  readonly memory = new GuestMemory();
+  exitCode: number | undefined;
+  /** @internal open file handles by fd: a cache, never saved */
+  readonly handles = new Map<number, FileHandle>();
+  private _stdoutBytes = 0;
+  private _stderrBytes = 0;
+  private stdinOffset = 0;
+  private stdinSkip = 0;
+  private stdinPending: Uint8Array | null = null;
+
+  constructor(readonly opts: ProcessOptions, state?: ProcessState) {
+    this.platform = opts.platform;
+    this.fds = new ResourceTable<FdEntry>(opts.maxFds ?? 1024);
+    if (state) {
+      if (state.mounts.length !== opts.mounts.length) {
+        throw new Error(`cannot restore: the snapshot has ${state.mounts.length} mounts but ${opts.mounts.length} were given; pass the same mounts`);
+      }
+      this.args = state.args.map(String);
+      this.env = state.env.map(String);
+      this.vfs = new Vfs(opts.mounts, opts.platform, state.mounts.map((m) => m.memfs ?? undefined));
+      this.clock = new VirtualClock(opts.platform, state.clock);
+      for (const f of state.fds) {
+        const e = copyFdEntry(f);
+        this.fds.insertAt(Number(f.fd), e);
+        if (e.ino !== undefined) this.vfs.mount(e.mount).memfs?.retain(e.ino);
+      }
+      this._stdoutBytes = Number(state.stdoutBytes);
+      this._stderrBytes = Number(state.stderrBytes);
+      this.stdinOffset = Number(state.stdinOffset);
+      this.stdinSkip = this.stdinOffset;
+      this.exitCode = state.exitCode === null || state.exitCode === undefined ? undefined : Number(state.exitCode);
+    } else {
+      this.args = opts.args.slice();
+      this.env = opts.env.slice();
+      this.vfs = new Vfs(opts.mounts, opts.platform);
+      this.clock = new VirtualClock(opts.platform);
+      this.fds.insert(stdioEntry('stdin'));
+      this.fds.insert(stdioEntry('stdout'));
+      this.fds.insert(stdioEntry('stderr'));
+      for (const m of this.vfs.mounts) {
+        this.fds.insert({
+          kind: 'dir', mount: m.index, path: '', offset: 0, fdflags: 0, rightsBase: RIGHTS_DIR, rightsInheriting: RIGHTS_ALL,
+          isDir: true, read: true, write: false, preopen: m.guest, readdirCookie: 0n,
+        });
+      }
+    }
+  }
+
+  get stdoutBytes(): number {
+    return this._stdoutBytes;
+  }
+  get stderrBytes(): number {
+    return this._stderrBytes;
+  }
+
+  setMemory(mem: WebAssembly.Memory): void {
+    this.memory.set(mem);
+  }
+
+  /** { wasi_snapshot_preview1: every preview1 function, gridvm: the caller's handlers }, linked from the table. */
+  imports(gridvm: Record<string, (...a: any[]) => any>): WebAssembly.Imports {
+    return link(SYSCALLS, { wasi_snapshot_preview1: wasiImpls(this), gridvm });
+  }
+
+  saveState(): ProcessState {
+    const fds: FdState[] = this.fds.entries().map(([fd, e]) => ({ fd, ...copyFdEntry(e) }));
+    return {
+      version: 1,
+      args: this.args.slice(),
+      env: this.env.slice(),
+      mounts: this.vfs.mounts.map((m, i) => ({
+        guest: this.opts.mounts[i]!.guest, kind: m.kind, host: this.opts.mounts[i]!.host ?? null, readonly: m.readonly,
+        memfs: m.memfs ? m.memfs.save() : null,
+      })),
+      preopens: fds.filter((f) => f.preopen !== null).map((f) => ({ fd: f.fd, mount: f.mount, name: f.preopen! })),
+      fds,
+      clock: this.clock.save(),
+      stdoutBytes: this._stdoutBytes,
+      stderrBytes: this._stderrBytes,
+      stdinOffset: this.stdinOffset,
+      exitCode: this.exitCode ?? null,
+    };
+  }
+
+  // ---- kernel services used by the ops ----
+
+  /** The open file handle of a regular-file fd, re-opened lazily after a restore. */
+  handle(fd: number, e: FdEntry): FileHandle {
+    let h = this.handles.get(fd);
+    if (!h) {
+      const ref = { path: e.path, read: e.read, write: e.write, ...(e.ino !== undefined ? { ino: e.ino } : {}) };
+      h = this.vfs.mount(e.mount).fs.reopen(ref);
+      this.handles.set(fd, h);
+    }
+    return h;
+  }
+
+  /** Close an fd: drop its handle and let an unlinked in-memory inode go. */
+  closeFd(fd: number): void {
+    const e = this.fds.remove(fd);
+    const h = this.handles.get(fd);
+    this.handles.delete(fd);
+    if (e.kind === 'file') {
+      h?.close();
+      this.vfs.mount(e.mount).fs.release?.({ path: e.path, read: e.read, write: e.write, ...(e.ino !== undefined ? { ino: e.ino } : {}) });
+    }
+  }
+
+  writeStdout(bytes: Uint8Array): void {
+    this._stdoutBytes += bytes.length;
+    this.opts.stdout(bytes);
+  }
+
+  writeStderr(bytes: Uint8Array): void {
+    this._stderrBytes += bytes.length;
+    this.opts.stderr(bytes);
+  }
+
+  /** Up to `max` bytes of stdin (empty = EOF), after discarding what a restored process had already consumed. */
+  readStdin(max: number): Uint8Array {
+    const src = this.opts.stdin;
+    if (!src || max <= 0) return new Uint8Array(0);
+    while (this.stdinSkip > 0) {
+      const chunk = this.pullStdin(Math.min(this.stdinSkip, 65536));
+      if (chunk.length === 0) {
+        this.stdinSkip = 0;
+        return chunk;
+      }
+      this.stdinSkip -= chunk.length;
+    }
+    const out = this.pullStdin(max);
+    this.stdinOffset += out.length;
+    return out;
+  }
+
+  private pullStdin(max: number): Uint8Array {
+    let b: Uint8Array;
+    if (this.stdinPending) {
+      b = this.stdinPending;
+      this.stdinPending = null;
+    } else {
+      b = this.opts.stdin!(max) ?? new Uint8Array(0);
+    }
+    if (b.length > max) {
+      this.stdinPending = b.subarray(max);
+      b = b.subarray(0, max);
+    }
+    return b;
+  }
+
+  /** Record proc_exit. */
+  exit(code: number): void {
+    this.exitCode = code;
+  }
+
+  /** The fd's entry, or BADF. */
+  fd(fd: number): FdEntry {
+    return this.fds.require(fd);
+  }
+
+  /** The fd's entry if it is a directory; BADF if closed, NOTDIR otherwise. */
+  dirFd(fd: number): FdEntry {
+    const e = this.fds.require(fd);
+    if (!e.isDir) throw new KernelError(Errno.NOTDIR, `fd ${fd} is not a directory`);
+    return e;
+  }
+}

@@ -1,0 +1,159 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { run, type RunOptions, type RunResult } from '../../runtime-node/run.js';
+import { resumeInWorker } from '../../runtime-node/resume.js';
+import { loadChain } from '../../runtime-node/checkpoints.js';
+import { createPageEngine } from '../../vm/index.js';
+import { guestPath, hasClang } from '../harness/guests.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'gridvm-ckpt-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Case {
+  guest: string;
+  args?: string[];
+  opts?: RunOptions;
+  c: boolean;
+  /** a fact that must hold for at least one checkpoint of the run */
+  deep?: 'stack' | 'fds';
+}
+
+const cases: Case[] = [
+  { guest: 'nbody', args: ['2000000'], c: true },
+  { guest: 'recursion', c: true, deep: 'stack' },
+  { guest: 'malloc_churn', c: true },
+  { guest: 'fileio', args: ['/data'], opts: { memDirs: ['/data'] }, c: true, deep: 'fds' },
+  { guest: 'as_gc', c: false },
+];
+
+const dec = new TextDecoder();
+const concat = (a: Uint8Array, b: Uint8Array) => {
+  const o = new Uint8Array(a.length + b.length);
+  o.set(a);
+  o.set(b, a.length);
+  return o;
+};
+
+async function pool<T, R>(items: T[], n: number, f: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await f(items[i]!);
+      }
+    }),
+  );
+  return out;
+}
+
+function spread(total: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => Math.floor((total * (i + 1)) / (n + 1)));
+}
+
+async function checkpointAndResumeAll(k: Case, full: RunResult, delta: boolean): Promise<void> {
+  const dir = mkdtempSync(join(tmp, `${k.guest}-${delta ? 'delta' : 'full'}-`));
+  const points = spread(full.fuelUsed, 24);
+  const paths: string[] = [];
+  const withCk = await run(guestPath(k.guest), {
+    ...(k.opts ?? {}),
+    ...(k.args ? { args: k.args } : {}),
+    checkpointAtFuel: points,
+    checkpointDir: dir,
+    delta,
+    fullEvery: 8,
+    onCheckpoint: (c) => paths.push(c.path!),
+  });
+  // taking checkpoints does not change the run
+  expect(dec.decode(withCk.stdout)).toBe(dec.decode(full.stdout));
+  expect(withCk.exitCode).toBe(full.exitCode);
+  expect(paths.length).toBeGreaterThanOrEqual(20);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.gvm'));
+  expect(files.length).toBe(paths.length);
+  const engine = createPageEngine('auto');
+  const headers = paths.map((p) => loadChain(p, engine).at(-1)!.header);
+  if (delta) expect(headers.filter((h) => h.kind === 'delta').length).toBeGreaterThan(10);
+  // checkpoints are spread over the run: by fuel (by construction) and so over the output
+  const fuels = headers.map((h) => h.fuelUsed);
+  expect(Math.min(...fuels)).toBeLessThan(full.fuelUsed / 10);
+  expect(Math.max(...fuels)).toBeGreaterThan((full.fuelUsed * 9) / 10);
+  expect(new Set(headers.map((h) => h.stdoutBytes)).size).toBeGreaterThanOrEqual(3);
+  if (k.deep === 'stack') expect(Math.max(...headers.map((h) => h.asyncify.length))).toBeGreaterThan(8 * 1024);
+  if (k.deep === 'fds') {
+    const openFiles = headers.map((h) => (h.kernel.fds as Array<{ kind: string; isDir: boolean }>).filter((f) => f.kind === 'file' && !f.isDir).length);
+    expect(Math.max(...openFiles)).toBeGreaterThan(0);
+  }
+  await pool(paths, 2, async (p) => {
+    const h = loadChain(p, engine).at(-1)!.header;
+    const r = await resumeInWorker(p);
+    const stdout = concat(full.stdout.subarray(0, h.stdoutBytes), r.stdout);
+    const stderr = concat(full.stderr.subarray(0, h.stderrBytes), r.stderr);
+    expect(dec.decode(stdout), `stdout after resuming ${p}`).toBe(dec.decode(full.stdout));
+    expect(Buffer.from(stdout).equals(Buffer.from(full.stdout))).toBe(true);
+    expect(Buffer.from(stderr).equals(Buffer.from(full.stderr)), `stderr after resuming ${p}`).toBe(true);
+    expect(r.exitCode).toBe(full.exitCode);
+    if (full.memFiles) {
+      expect(Object.keys(r.memFiles ?? {}).sort()).toEqual(Object.keys(full.memFiles).sort());
+      for (const [name, bytes] of Object.entries(full.memFiles)) expect(Buffer.from(r.memFiles![name]!).equals(Buffer.from(bytes)), name).toBe(true);
+    }
+  });
+}
+
+describe('checkpoint at 24 points and resume each in a fresh worker thread', () => {
+  for (const k of cases) {
+    const skip = k.c && !hasClang() && process.env.CI !== 'true';
+    it.skipIf(skip)(`${k.guest}: every resumed run's output is byte-identical to an uninterrupted run (full and delta checkpoints)`, async () => {
+      const full = await run(guestPath(k.guest), { ...(k.opts ?? {}), ...(k.args ? { args: k.args } : {}) });
+      expect(full.trap).toBeUndefined();
+      expect(full.stdout.length).toBeGreaterThan(100);
+      await checkpointAndResumeAll(k, full, false);
+      await checkpointAndResumeAll(k, full, true);
+    }, 600_000);
+  }
+});
+
+describe('checkpoint files', () => {
+  it.skipIf(!hasClang() && process.env.CI !== 'true')('a corrupted, truncated or foreign checkpoint is refused with a clear error', async () => {
+    const dir = mkdtempSync(join(tmp, 'bad-'));
+    const paths: string[] = [];
+    const probe = await run(guestPath('nbody'), { args: ['20000'], stdout: 'ignore' });
+    await run(guestPath('nbody'), { args: ['20000'], checkpointAtFuel: [probe.fuelUsed >> 1], checkpointDir: dir, stdout: 'ignore', onCheckpoint: (c) => paths.push(c.path!) });
+    expect(paths.length).toBe(1);
+    const good = readFileSync(paths[0]!);
+    const { writeFileSync } = await import('node:fs');
+    const corrupt = Buffer.from(good);
+    corrupt[corrupt.length - 100] ^= 0x40;
+    writeFileSync(join(dir, 'corrupt.gvm'), corrupt);
+    writeFileSync(join(dir, 'trunc.gvm'), good.subarray(0, good.length - 1000));
+    writeFileSync(join(dir, 'junk.gvm'), Buffer.from('hello world, not a checkpoint at all........................'));
+    const { resume } = await import('../../runtime-node/run.js');
+    await expect(resume(join(dir, 'corrupt.gvm'), { stdout: 'ignore' })).rejects.toThrow(/corrupted: memory checksum/);
+    await expect(resume(join(dir, 'trunc.gvm'), { stdout: 'ignore' })).rejects.toThrow(/truncated/);
+    await expect(resume(join(dir, 'junk.gvm'), { stdout: 'ignore' })).rejects.toThrow(/not a gridvm checkpoint/);
+    // a checkpoint for another module: swap in a different module file
+    const other = mkdtempSync(join(tmp, 'other-'));
+    const paths2: string[] = [];
+    await run(guestPath('recursion'), { checkpointAtFuel: [1000], checkpointDir: other, stdout: 'ignore', onCheckpoint: (c) => paths2.push(c.path!) });
+    const modFile = readdirSync(dir).find((f) => f.startsWith('job-'))!;
+    const otherMod = readdirSync(other).find((f) => f.startsWith('job-'))!;
+    writeFileSync(join(dir, modFile), readFileSync(join(other, otherMod)));
+    await expect(resume(paths[0]!, { stdout: 'ignore' })).rejects.toThrow(/checkpoint is for module/);
+  });
+
+  it.skipIf(!hasClang() && process.env.CI !== 'true')('a crash while writing a checkpoint leaves the previous one usable', async () => {
+    const dir = mkdtempSync(join(tmp, 'crash-'));
+    const full = await run(guestPath('nbody'), { args: ['20000'] });
+    const paths: string[] = [];
+    await run(guestPath('nbody'), { args: ['20000'], checkpointAtFuel: [full.fuelUsed >> 1], checkpointDir: dir, stdout: 'ignore', onCheckpoint: (c) => paths.push(c.path!) });
+    // simulate a writer killed mid-write: a partial temp file next to the checkpoints, `latest` untouched
+    const { writeFileSync } = await import('node:fs');
+    const good = readFileSync(paths[0]!);
+    writeFileSync(join(dir, 'ckpt-000002.gvm.tmp-999-0'), good.subarray(0, good.length >> 1));
+    const r = await resumeInWorker(dir);
+    const h = loadChain(paths[0]!, createPageEngine('auto')).at(-1)!.header;
+    expect(Buffer.from(concat(full.stdout.subarray(0, h.stdoutBytes), r.stdout)).equals(Buffer.from(full.stdout))).toBe(true);
+  });
+});

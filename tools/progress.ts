@@ -1,0 +1,27 @@
+import cliProgress from 'cli-progress';
+
+/**
+ * A progress bar for instrumentation, on stderr, shown only on a terminal and only when instrumentation takes
+ * long enough to notice (large modules; cached modules start at once).
+ */
+export function instrumentProgress(): { update: (stage: string, fraction: number) => void; stop: () => void } {
+  if (!process.stderr.isTTY) return { update: () => {}, stop: () => {} };
+  const t0 = Date.now();
+  let bar: cliProgress.SingleBar | undefined;
+  const stages = ['parse', 'analyse', 'preempt', 'asyncify', 'optimize', 'emit', 'done'];
+  return {
+    update: (stage, fraction) => {
+      if (!bar && Date.now() - t0 < 300) return;
+      if (!bar) {
+        bar = new cliProgress.SingleBar(
+          { format: 'instrumenting [{bar}] {percentage}% {stage}', stream: process.stderr, clearOnComplete: true, synchronousUpdate: true },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(100, 0, { stage });
+      }
+      const i = Math.max(0, stages.indexOf(stage));
+      bar.update(Math.round(((i + Math.min(1, fraction)) / (stages.length - 1)) * 100), { stage });
+    },
+    stop: () => bar?.stop(),
+  };
+}

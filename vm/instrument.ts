@@ -1,0 +1,267 @@
+import binaryen from 'binaryen';
+import { walkFunction, unknownKinds } from './walk.js';
+import { recursiveFunctions } from './callgraph.js';
+import { InstrumentError } from './errors.js';
+import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL } from './names.js';
+
+/** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
+export const INSTRUMENT_VERSION = 1;
+
+const YIELD_FN = '__gridvm_yield';
+const LIMIT_FN = '__gridvm_memory_limit';
+const GROW_CHECK_FN = '__gridvm_grow_check';
+
+/** The imports that may suspend a job (Asyncify's `asyncify-imports`). Keep this list as small as possible. */
+export const SUSPENDING_IMPORTS = ['gridvm.yield'];
+
+export interface InstrumentInfo {
+  version: number;
+  /** export names of every mutable global of the job, in a stable order (the snapshot stores values in it) */
+  globals: string[];
+  /** the module's exported memory */
+  memoryExport: string;
+  entry: string;
+  stats: {
+    functions: number;
+    loops: number;
+    entryChecks: number;
+    grows: number;
+    tries: number;
+    unknownExpressionKinds: number;
+    renamedAsyncifyExports: string[];
+  };
+}
+
+export interface InstrumentOptions {
+  /** Binaryen optimisation level after Asyncify (default 1: -O2 inlines, which loses function names from trap stacks and measured no faster). */
+  optimizeLevel?: number;
+  onProgress?: (stage: string, fraction: number) => void;
+}
+
+export interface InstrumentOutput {
+  bytes: Uint8Array;
+  info: InstrumentInfo;
+}
+
+const WASI_NS = 'wasi_snapshot_preview1';
+const F = binaryen.Features;
+/**
+ * The Wasm features the engines we target (V8 in Node 20 and current browsers) accept, and that real toolchains
+ * emit. `Features.All` would make Binaryen emit encodings V8 11 rejects (compact imports, custom page sizes).
+ */
+const ENGINE_FEATURES =
+  F.MVP | F.MutableGlobals | F.NontrappingFPToInt | F.SIMD128 | F.BulkMemory | F.BulkMemoryOpt | F.SignExt |
+  F.ReferenceTypes | F.Multivalue | F.ExceptionHandling | F.TailCall | F.ExtendedConst;
+/** Expression-class accessors that binaryen.js has but its type declarations omit. */
+const X = binaryen as unknown as {
+  Loop: { getBody(e: number): number; setBody(e: number, body: number): void };
+  Function: { getBody(f: number): number; setBody(f: number, body: number): void };
+  MemoryGrow: { getDelta(e: number): number; setDelta(e: number, d: number): void };
+};
+
+const ASYNCIFY_EXPORTS = ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state'];
+
+/**
+ * Instrument a WASI command module so that it can be preempted and its stack captured:
+ * 1. a budget check at every loop header and at the entry of every function that can recurse (a cycle in the
+ *    call graph, indirect calls included); at zero it calls `gridvm.yield`. The budget doubles as fuel.
+ * 2. every memory.grow goes through a check against `__gridvm_mem_limit` (pages) that reports to
+ *    `gridvm.memory_limit` before the limit is passed.
+ * 3. every mutable global is exported (`__stack_pointer` above all).
+ * 4. Asyncify, limited to `gridvm.yield`.
+ */
+export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): InstrumentOutput {
+  const progress = opts.onProgress ?? (() => {});
+  progress('parse', 0);
+  let m: binaryen.Module;
+  try {
+    m = binaryen.readBinary(original);
+  } catch (e) {
+    throw new InstrumentError(`not a valid WebAssembly module: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    return instrumentModule(m, opts, progress);
+  } finally {
+    m.dispose();
+  }
+}
+
+function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress: (s: string, f: number) => void): InstrumentOutput {
+  m.setFeatures(ENGINE_FEATURES);
+  binaryen.setDebugInfo(true);
+
+  // ---- what kind of module is this?
+  const exports = new Map<string, binaryen.ExportInfo>();
+  for (let i = 0; i < m.getNumExports(); i++) {
+    const e = binaryen.getExportInfo(m.getExportByIndex(i));
+    exports.set(e.name, e);
+  }
+  const imports: string[] = [];
+  const nFuncs = m.getNumFunctions();
+  for (let i = 0; i < nFuncs; i++) {
+    const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+    if (f.module) imports.push(`${f.module}.${f.base}`);
+  }
+  for (const ns of ['gridvm']) {
+    const clash = imports.filter((n) => n.startsWith(`${ns}.`) && !n.startsWith('gridvm.'));
+    if (clash.length) throw new InstrumentError(`module imports reserved names: ${clash.join(', ')}`);
+  }
+  const entry = exports.has('_start') ? '_start' : undefined;
+  if (!entry) {
+    const wasi = imports.some((n) => n.startsWith(`${WASI_NS}.`));
+    if (!wasi) throw new InstrumentError('not a WASI command module: it exports no `_start` and imports nothing from wasi_snapshot_preview1');
+    throw new InstrumentError('not a WASI command module: it exports no `_start` (WASI reactors with `_initialize` are not supported yet)');
+  }
+  const memExport = [...exports.values()].find((e) => e.kind === binaryen.ExternalMemory);
+  if (!memExport) throw new InstrumentError('the module exports no memory: a WASI command must export `memory`');
+  if (!m.hasMemory()) throw new InstrumentError('the module imports its memory; gridvm needs a module that defines and exports it');
+  for (const n of exports.keys()) {
+    if (n.startsWith('__gridvm_')) throw new InstrumentError(`the module already exports ${n}: was it instrumented by gridvm already? Pass the original module`);
+  }
+
+  // A module that was already built with Asyncify (some toolchains ship such builds): rename its own controls so
+  // our Asyncify pass can add ours. Its internal use of them keeps working.
+  const renamed: string[] = [];
+  for (const n of ASYNCIFY_EXPORTS) {
+    const e = exports.get(n);
+    if (!e) continue;
+    m.removeExport(n);
+    if (e.kind === binaryen.ExternalFunction) m.addFunctionExport(e.value, `__inner_${n}`);
+    renamed.push(n);
+  }
+  for (const n of ['asyncify_data', '__asyncify_data', '__asyncify_state']) {
+    if (m.getGlobal(n)) {
+      // binaryen names its own globals `__asyncify_state` / `__asyncify_data`; a second pass would clash
+      throw new InstrumentError(`the module already contains Asyncify globals (${n}); this build cannot be instrumented again`);
+    }
+  }
+
+  // ---- export every mutable global: they are state
+  const globals: string[] = [];
+  const exportedGlobal = new Map<string, string>();
+  for (const e of exports.values()) if (e.kind === binaryen.ExternalGlobal) exportedGlobal.set(e.value, e.name);
+  const nGlobals = m.getNumGlobals();
+  for (let i = 0; i < nGlobals; i++) {
+    const g = binaryen.getGlobalInfo(m.getGlobalByIndex(i));
+    if (!g.mutable) continue;
+    if (g.module) throw new InstrumentError(`the module imports mutable global ${g.module}.${g.base}; gridvm cannot checkpoint host-owned state`);
+    let name = exportedGlobal.get(g.name);
+    if (!name) {
+      name = `${GLOBAL_EXPORT_PREFIX}${i}`;
+      m.addGlobalExport(g.name, name);
+    }
+    globals.push(name);
+  }
+
+  // ---- our globals and imports
+  m.addGlobal(BUDGET_GLOBAL, binaryen.i32, true, m.i32.const(0));
+  m.addGlobal(MEMLIMIT_GLOBAL, binaryen.i32, true, m.i32.const(65536));
+  m.addGlobalExport(BUDGET_GLOBAL, BUDGET_GLOBAL);
+  m.addGlobalExport(MEMLIMIT_GLOBAL, MEMLIMIT_GLOBAL);
+  m.addFunctionImport(YIELD_FN, 'gridvm', 'yield', binaryen.none, binaryen.none);
+  m.addFunctionImport(LIMIT_FN, 'gridvm', 'memory_limit', binaryen.i32, binaryen.none);
+  m.addFunction(
+    GROW_CHECK_FN,
+    binaryen.i32,
+    binaryen.i32,
+    [],
+    m.block(null, [
+      m.if(
+        m.i32.gt_u(m.local.get(0, binaryen.i32), m.i32.sub(m.global.get(MEMLIMIT_GLOBAL, binaryen.i32), m.memory.size())),
+        m.call(LIMIT_FN, [m.local.get(0, binaryen.i32)], binaryen.none),
+      ),
+      m.local.get(0, binaryen.i32),
+    ], binaryen.i32),
+  );
+
+  // ---- walk every defined function
+  progress('analyse', 0);
+  const funcs: Array<{ ref: binaryen.FunctionRef; name: string; body: number; results: number }> = [];
+  const edges = new Map<string, Set<string>>();
+  const indirectCallers = new Set<string>();
+  const addressTaken = new Set<string>();
+  const loopsByFunc = new Map<string, number[]>();
+  const growsAll: number[] = [];
+  let loops = 0;
+  let tries = 0;
+  for (let i = 0; i < nFuncs; i++) {
+    const ref = m.getFunctionByIndex(i);
+    const f = binaryen.getFunctionInfo(ref);
+    if (f.module) continue;
+    const facts = walkFunction(f.body);
+    funcs.push({ ref, name: f.name, body: f.body, results: f.results });
+    edges.set(f.name, facts.calls);
+    if (facts.indirect) indirectCallers.add(f.name);
+    for (const r of facts.refFuncs) addressTaken.add(r);
+    loopsByFunc.set(f.name, facts.loops);
+    growsAll.push(...facts.grows);
+    loops += facts.loops.length;
+    tries += facts.tries;
+    if (i % 2048 === 0) progress('analyse', i / nFuncs);
+  }
+  const nSeg = m.getNumElementSegments();
+  for (let i = 0; i < nSeg; i++) {
+    const seg = binaryen.getElementSegmentInfo(m.getElementSegmentByIndex(i));
+    for (const n of seg.data) addressTaken.add(n);
+  }
+  const recursive = recursiveFunctions(edges, indirectCallers, addressTaken);
+
+  // ---- insert the checks
+  progress('preempt', 0);
+  const check = (): number =>
+    m.block(null, [
+      m.global.set(BUDGET_GLOBAL, m.i32.sub(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(1))),
+      m.if(m.i32.lt_s(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(0)), m.call(YIELD_FN, [], binaryen.none)),
+    ], binaryen.none);
+  let entryChecks = 0;
+  for (const f of funcs) {
+    for (const loop of loopsByFunc.get(f.name)!) {
+      const body = X.Loop.getBody(loop);
+      X.Loop.setBody(loop, m.block(null, [check(), body], binaryen.getExpressionType(body)));
+    }
+    if (recursive.has(f.name)) {
+      const body = X.Function.getBody(f.ref);
+      X.Function.setBody(f.ref, m.block(null, [check(), body], binaryen.getExpressionType(body)));
+      entryChecks++;
+    }
+  }
+  for (const g of growsAll) {
+    const delta = X.MemoryGrow.getDelta(g);
+    X.MemoryGrow.setDelta(g, m.call(GROW_CHECK_FN, [delta], binaryen.i32));
+  }
+
+  // ---- Asyncify, limited to the suspending imports
+  progress('asyncify', 0);
+  binaryen.clearPassArguments();
+  binaryen.setPassArgument('asyncify-imports', SUSPENDING_IMPORTS.join(','));
+  const level = opts.optimizeLevel ?? 1;
+  binaryen.setOptimizeLevel(level);
+  binaryen.setShrinkLevel(0);
+  m.runPasses(['asyncify']);
+  binaryen.clearPassArguments();
+  if (level > 0) {
+    progress('optimize', 0);
+    m.optimize();
+  }
+  progress('emit', 0);
+  const bytes = m.emitBinary();
+  progress('done', 1);
+  return {
+    bytes,
+    info: {
+      version: INSTRUMENT_VERSION,
+      globals,
+      memoryExport: memExport.name,
+      entry,
+      stats: {
+        functions: funcs.length,
+        loops,
+        entryChecks,
+        grows: growsAll.length,
+        tries,
+        unknownExpressionKinds: [...unknownKinds.values()].reduce((a, c) => a + c, 0),
+        renamedAsyncifyExports: renamed,
+      },
+    },
+  };
+}

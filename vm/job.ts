@@ -1,0 +1,62 @@
+import { instrument, INSTRUMENT_VERSION, type InstrumentInfo, type InstrumentOptions } from './instrument.js';
+import { InstrumentError } from './errors.js';
+import { sha256Hex, type CompiledJob } from './compiled.js';
+export { sha256Hex, compileInstrumented, type CompiledJob } from './compiled.js';
+
+
+/** Where instrumented modules are kept between runs (memory, a directory, IndexedDB...). */
+export interface ModuleCache {
+  get(key: string): Promise<{ bytes: Uint8Array; info: InstrumentInfo } | undefined>;
+  put(key: string, value: { bytes: Uint8Array; info: InstrumentInfo }): Promise<void>;
+}
+
+
+const memoryCache = new Map<string, { bytes: Uint8Array; info: InstrumentInfo; module?: WebAssembly.Module }>();
+
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+
+/** Check the header before spending time on a module: clear errors for files that are not Wasm at all. */
+export function checkWasmHeader(bytes: Uint8Array): void {
+  if (bytes.length < 8 || WASM_MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw new InstrumentError('not a WebAssembly module: the file does not start with the \\0asm magic number');
+  }
+  const version = bytes[4]! | (bytes[5]! << 8);
+  if (version !== 1) {
+    const layer = bytes[6]! | (bytes[7]! << 8);
+    if (layer === 1) throw new InstrumentError('this is a WebAssembly component (preview2), not a core module; gridvm runs WASI preview1 core modules');
+    throw new InstrumentError(`unsupported WebAssembly binary version ${version}`);
+  }
+}
+
+/**
+ * Instrument (or fetch from cache) and compile a job. The cache key is the original module's hash and the
+ * instrumentation version.
+ */
+export async function prepareJob(
+  original: Uint8Array,
+  opts: { cache?: ModuleCache; instrument?: InstrumentOptions } = {},
+): Promise<CompiledJob> {
+  checkWasmHeader(original);
+  const sourceHash = await sha256Hex(original);
+  const key = `${sourceHash}-v${INSTRUMENT_VERSION}`;
+  let hit = memoryCache.get(key);
+  let cached = !!hit;
+  if (!hit && opts.cache) {
+    hit = await opts.cache.get(key);
+    cached = !!hit;
+  }
+  if (!hit) {
+    try {
+      new WebAssembly.Module(original as Uint8Array<ArrayBuffer>);
+    } catch (e) {
+      throw new InstrumentError(`malformed WebAssembly module: ${(e as Error).message}`, { cause: e });
+    }
+    const out = instrument(original, opts.instrument);
+    hit = { bytes: out.bytes, info: out.info };
+    if (opts.cache) await opts.cache.put(key, hit);
+  }
+  if (!memoryCache.has(key)) memoryCache.set(key, hit);
+  const module = hit.module ?? new WebAssembly.Module(hit.bytes as Uint8Array<ArrayBuffer>);
+  hit.module = module;
+  return { hash: await sha256Hex(hit.bytes), sourceHash, bytes: hit.bytes, module, info: hit.info, cached };
+}

@@ -1,0 +1,347 @@
+import { ProcExit, Trap, type Process, type ProcessState } from '../kernel/index.js';
+import { BUDGET_GLOBAL, MEMLIMIT_GLOBAL } from './names.js';
+import type { CompiledJob } from './compiled.js';
+import { LinkError, SnapshotError } from './errors.js';
+import type { PageEngine } from './pages.js';
+import { PAGE_SIZE } from './pages.js';
+import { guestStackFromError } from './trapstack.js';
+
+/** What the job does at a yield point: go on, checkpoint then go on, or checkpoint and stop. */
+export type YieldAction = 'continue' | 'checkpoint' | 'suspend';
+
+/** Control word values (Int32Array over a SharedArrayBuffer) that another thread may store to steer a job. */
+export const Control = { NONE: 0, CHECKPOINT: 1, SUSPEND: 2, KILL: 3 } as const;
+
+export interface MachineOptions {
+  pages: PageEngine;
+  /** monotonic milliseconds (for timeouts and checkpoint intervals) */
+  now: () => number;
+  /** stop with a 'fuel' trap once this many budget units are used */
+  fuel?: number;
+  /** stop with a 'timeout' trap after this much wall time (ms) spent running */
+  timeoutMs?: number;
+  /** the job's memory may not grow beyond this many bytes */
+  maxMemoryBytes?: number;
+  /** budget units between two yields (default 200k) */
+  slice?: number;
+  /** asked at every yield, after limits are checked */
+  policy?: (m: Machine) => YieldAction;
+  /** receives every checkpoint; the snapshot's memory view is only valid during the call */
+  onCheckpoint?: (s: Snapshot) => void;
+  /** a control word another thread may set (see Control); reset to NONE when acted upon */
+  control?: Int32Array;
+  /**
+   * Re-enter the job through an unwind/rewind at these elapsed times (ms) and then every `reenterEvery`:
+   * V8 has no on-stack replacement for Wasm, so a long-running `main` stays in baseline code until re-entered.
+   */
+  reenterAt?: number[];
+  reenterEvery?: number;
+}
+
+/** The whole state of a job at a safe point (before encoding). */
+export interface Snapshot {
+  moduleHash: string;
+  /** memory at the safe point. For a live capture this is a view of the page engine's area (valid until the
+   * next capture); for a decoded snapshot it is owned. */
+  memory: Uint8Array;
+  pages: number;
+  globals: GlobalValue[];
+  asyncify: Uint8Array;
+  kernel: ProcessState;
+  fuelUsed: number;
+  stdoutBytes: number;
+  stderrBytes: number;
+  /** sequence number of this checkpoint within the run */
+  seq: number;
+}
+
+export type GlobalValue = number | bigint;
+
+export type RunOutcome =
+  | { kind: 'exit'; code: number }
+  | { kind: 'trap'; trap: Trap }
+  | { kind: 'suspended'; snapshot: Snapshot };
+
+const enum State {
+  Idle,
+  Running,
+  Unwinding,
+  Rewinding,
+}
+
+interface AsyncifyExports {
+  asyncify_start_unwind(p: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(p: number): void;
+  asyncify_stop_rewind(): void;
+}
+
+const DEFAULT_SLICE = 200_000;
+
+/**
+ * One job instance: a Wasm instance of an instrumented module, linked to its kernel process. Runs synchronously
+ * until the job exits, traps, or is suspended to a snapshot.
+ */
+export class Machine {
+  readonly instance: WebAssembly.Instance;
+  readonly memory: WebAssembly.Memory;
+  private readonly ax: AsyncifyExports;
+  private readonly entry: () => void;
+  private readonly budget: WebAssembly.Global;
+  private readonly globals: WebAssembly.Global[];
+  private state = State.Idle;
+  private action: YieldAction = 'continue';
+  private fuelBase = 0;
+  private armed = 0;
+  private readonly slice: number;
+  private runStart = 0;
+  private elapsedBefore = 0;
+  private nextReenter = Infinity;
+  private reenterIdx = 0;
+  private pending: { blob: Uint8Array; backup: Uint8Array } | undefined;
+  private capture: Snapshot | undefined;
+  private seq = 0;
+  checkpoints = 0;
+  memoryPeak = 0;
+  memoryLimitHit: { requestedPages: number } | undefined;
+
+  constructor(readonly job: CompiledJob, readonly proc: Process, readonly opts: MachineOptions) {
+    const imports = proc.imports({
+      yield: () => this.onYield(),
+      memory_limit: (delta: number) => this.onMemoryLimit(delta),
+    });
+    const missing: string[] = [];
+    for (const imp of WebAssembly.Module.imports(job.module)) {
+      if (imports[imp.module]?.[imp.name] === undefined) missing.push(`${imp.module}.${imp.name}`);
+    }
+    if (missing.length) throw new LinkError(missing);
+    this.instance = new WebAssembly.Instance(job.module, imports);
+    const ex = this.instance.exports;
+    this.memory = ex[job.info.memoryExport] as WebAssembly.Memory;
+    this.entry = ex[job.info.entry] as () => void;
+    this.budget = ex[BUDGET_GLOBAL] as WebAssembly.Global;
+    this.ax = ex as unknown as AsyncifyExports;
+    this.globals = job.info.globals.map((n) => ex[n] as WebAssembly.Global);
+    this.slice = opts.slice ?? DEFAULT_SLICE;
+    const limitPages = Math.min(65536, Math.floor((opts.maxMemoryBytes ?? 2 ** 32) / PAGE_SIZE));
+    (ex[MEMLIMIT_GLOBAL] as WebAssembly.Global).value = limitPages;
+    if (this.memory.buffer.byteLength > limitPages * PAGE_SIZE) {
+      throw new Trap('memory-limit', `the job's initial memory (${mib(this.memory.buffer.byteLength)}) is larger than the memory limit (${mib(limitPages * PAGE_SIZE)})`);
+    }
+    proc.setMemory(this.memory);
+    this.memoryPeak = this.memory.buffer.byteLength;
+    this.armBudget(0);
+  }
+
+  /** Budget units used so far: the job's deterministic CPU measure. */
+  get fuelUsed(): number {
+    return this.fuelBase + (this.armed - (this.budget.value as number));
+  }
+
+  /** Wall time spent running this job, ms (across restores only if the caller carries it in). */
+  get elapsedMs(): number {
+    return this.elapsedBefore + (this.state === State.Idle ? 0 : this.opts.now() - this.runStart);
+  }
+
+  /** Prepare to continue from a snapshot: copy memory and globals now, rewind when run() is called. */
+  restore(s: Snapshot, memoryImage?: (dst: Uint8Array) => void): void {
+    if (s.moduleHash !== this.job.hash) {
+      throw new SnapshotError(`the checkpoint is for module ${s.moduleHash.slice(0, 16)}…, not for this one (${this.job.hash.slice(0, 16)}…)`);
+    }
+    const have = this.memory.buffer.byteLength / PAGE_SIZE;
+    if (s.pages > have) this.memory.grow(s.pages - have);
+    const dst = new Uint8Array(this.memory.buffer);
+    if (memoryImage) memoryImage(dst);
+    else dst.set(s.memory.subarray(0, s.pages * PAGE_SIZE));
+    if (s.globals.length !== this.globals.length) throw new SnapshotError(`the checkpoint has ${s.globals.length} globals, the module ${this.globals.length}`);
+    this.globals.forEach((g, i) => (g.value = s.globals[i]));
+    this.fuelBase = s.fuelUsed;
+    this.armed = 0;
+    this.budget.value = 0;
+    this.seq = s.seq;
+    this.memoryPeak = Math.max(this.memoryPeak, this.memory.buffer.byteLength);
+    this.pending = { blob: s.asyncify, backup: new Uint8Array(0) };
+  }
+
+  /** Run until exit, trap or suspension. */
+  run(): RunOutcome {
+    this.runStart = this.opts.now();
+    const at = this.opts.reenterAt ?? [50, 150, 450];
+    this.nextReenter = at.length ? at[0]! : (this.opts.reenterEvery ?? Infinity);
+    this.reenterIdx = 0;
+    try {
+      for (;;) {
+        if (this.pending) this.beginRewind(this.pending);
+        else this.state = State.Running;
+        try {
+          this.entry();
+        } catch (e) {
+          return this.failure(e);
+        }
+        if (this.state !== State.Unwinding) return { kind: 'exit', code: this.proc.exitCode ?? 0 };
+        const snap = this.finishUnwind();
+        if (this.action === 'suspend') return { kind: 'suspended', snapshot: snap };
+        if (this.action === 'checkpoint') {
+          this.checkpoints++;
+          this.opts.onCheckpoint?.(snap);
+        }
+        this.action = 'continue';
+        this.pending = { blob: snap.asyncify, backup: new Uint8Array(0) };
+      }
+    } finally {
+      this.elapsedBefore += this.opts.now() - this.runStart;
+      this.state = State.Idle;
+    }
+  }
+
+  private failure(e: unknown): RunOutcome {
+    if (e instanceof ProcExit) return { kind: 'exit', code: e.code };
+    if (e instanceof Trap) {
+      if (!e.guestStack.length) e.guestStack = guestStackFromError(e);
+      return { kind: 'trap', trap: e };
+    }
+    if (e instanceof WebAssembly.RuntimeError) {
+      const stack = guestStackFromError(e);
+      const t = new Trap('trap', `wasm trap: ${(e as Error).message}${stack.length ? ` in ${stack[0]}` : ''}`, { cause: e });
+      t.guestStack = stack;
+      return { kind: 'trap', trap: t };
+    }
+    if (e instanceof RangeError && /call stack/i.test((e as Error).message)) {
+      const t = new Trap('stack-overflow', 'the job overflowed the host call stack (recursion too deep)', { cause: e });
+      t.guestStack = guestStackFromError(e);
+      return { kind: 'trap', trap: t };
+    }
+    throw e;
+  }
+
+  private armBudget(units: number): void {
+    this.fuelBase = this.fuelUsed;
+    this.armed = units;
+    this.budget.value = units;
+  }
+
+  private onMemoryLimit(delta: number): void {
+    const cur = this.memory.buffer.byteLength;
+    const want = cur + delta * PAGE_SIZE;
+    this.memoryLimitHit = { requestedPages: delta };
+    throw new Trap(
+      'memory-limit',
+      `memory limit exceeded: the job tried to grow its memory from ${mib(cur)} to ${mib(want)}, above the limit of ${mib(this.opts.maxMemoryBytes ?? 2 ** 32)} (--max-memory)`,
+    );
+  }
+
+  /** Called by the instrumented job whenever its budget runs out (and once more at the end of a rewind). */
+  private onYield(): void {
+    if (this.state === State.Rewinding) {
+      this.ax.asyncify_stop_rewind();
+      const p = this.pending!;
+      new Uint8Array(this.memory.buffer).set(p.backup, 0);
+      this.pending = undefined;
+      this.state = State.Running;
+      this.armBudget(this.nextSlice());
+      return;
+    }
+    const bytes = this.memory.buffer.byteLength;
+    if (bytes > this.memoryPeak) this.memoryPeak = bytes;
+    const fuel = this.fuelUsed;
+    if (this.opts.fuel !== undefined && fuel >= this.opts.fuel) {
+      throw new Trap('fuel', `fuel exhausted: the job used its ${this.opts.fuel} units of fuel (--fuel)`);
+    }
+    const elapsed = this.elapsedMs;
+    if (this.opts.timeoutMs !== undefined && elapsed > this.opts.timeoutMs) {
+      throw new Trap('timeout', `timeout: the job ran for more than ${this.opts.timeoutMs} ms (--timeout)`);
+    }
+    let action: YieldAction = this.opts.policy ? this.opts.policy(this) : 'continue';
+    const c = this.opts.control;
+    if (c) {
+      const v = Atomics.exchange(c, 0, Control.NONE);
+      if (v === Control.KILL) throw new Trap('killed', 'the job was killed');
+      if (v === Control.SUSPEND) action = 'suspend';
+      else if (v === Control.CHECKPOINT && action === 'continue') action = 'checkpoint';
+    }
+    if (action === 'continue' && elapsed - this.elapsedBefore >= this.nextReenter) {
+      this.scheduleNextReenter();
+      this.beginUnwind('continue');
+      return;
+    }
+    if (action !== 'continue') {
+      this.beginUnwind(action);
+      return;
+    }
+    this.armBudget(this.nextSlice());
+  }
+
+  private scheduleNextReenter(): void {
+    const at = this.opts.reenterAt ?? [50, 150, 450];
+    this.reenterIdx++;
+    this.nextReenter = this.reenterIdx < at.length ? at[this.reenterIdx]! : this.nextReenter + (this.opts.reenterEvery ?? Infinity);
+  }
+
+  private nextSlice(): number {
+    let n = this.slice;
+    if (this.opts.fuel !== undefined) n = Math.max(0, Math.min(n, this.opts.fuel - this.fuelUsed - 1));
+    return n;
+  }
+
+  /**
+   * Start capturing: copy all of memory first (the checkpoint needs it, and it lets us repair whatever the unwind
+   * writes), then borrow the whole memory from offset 0 as Asyncify's data window.
+   */
+  private beginUnwind(action: YieldAction): void {
+    const mem = new Uint8Array(this.memory.buffer);
+    const area = this.opts.pages.area(mem.length);
+    area.set(mem);
+    const fuelUsed = this.fuelUsed;
+    this.capture = {
+      moduleHash: this.job.hash,
+      memory: area.subarray(0, mem.length),
+      pages: mem.length / PAGE_SIZE,
+      globals: this.globals.map((g) => g.value as GlobalValue),
+      asyncify: new Uint8Array(0),
+      kernel: this.proc.saveState(),
+      fuelUsed,
+      stdoutBytes: this.proc.stdoutBytes,
+      stderrBytes: this.proc.stderrBytes,
+      seq: action === 'continue' ? this.seq : ++this.seq,
+    };
+    const dv = new DataView(this.memory.buffer);
+    dv.setUint32(0, 8, true);
+    dv.setUint32(4, mem.length, true);
+    this.action = action;
+    this.state = State.Unwinding;
+    this.ax.asyncify_start_unwind(0);
+  }
+
+  private finishUnwind(): Snapshot {
+    const dv = new DataView(this.memory.buffer);
+    const current = dv.getUint32(0, true);
+    if (current > dv.getUint32(4, true)) dv.setUint32(4, current, true);
+    this.ax.asyncify_stop_unwind();
+    const snap = this.capture!;
+    this.capture = undefined;
+    const mem = new Uint8Array(this.memory.buffer);
+    snap.asyncify = mem.slice(8, current);
+    mem.set(snap.memory.subarray(0, current), 0);
+    this.state = State.Idle;
+    return snap;
+  }
+
+  /** Write the call-stack blob into a window at offset 0 (saving its bytes) and start the rewind. */
+  private beginRewind(p: { blob: Uint8Array; backup: Uint8Array }): void {
+    const mem = new Uint8Array(this.memory.buffer);
+    const end = 8 + p.blob.length;
+    if (end > mem.length) throw new SnapshotError('the checkpoint call stack does not fit in the job memory');
+    p.backup = mem.slice(0, end);
+    mem.set(p.blob, 8);
+    const dv = new DataView(this.memory.buffer);
+    dv.setUint32(0, end, true);
+    dv.setUint32(4, end, true);
+    this.state = State.Rewinding;
+    this.ax.asyncify_start_rewind(0);
+  }
+}
+
+function mib(bytes: number): string {
+  const m = bytes / (1024 * 1024);
+  return `${Number.isInteger(m) ? m : m.toFixed(1)} MiB`;
+}

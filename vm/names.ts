@@ -1,0 +1,4 @@
+/** Names that instrumentation adds to a job and the VM relies on (kept free of Binaryen so browsers skip it). */
+export const BUDGET_GLOBAL = '__gridvm_budget';
+export const MEMLIMIT_GLOBAL = '__gridvm_mem_limit';
+export const GLOBAL_EXPORT_PREFIX = '__gridvm_g';

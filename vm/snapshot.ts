@@ -1,0 +1,247 @@
+import { Packr } from 'msgpackr';
+import type { ProcessState } from '../kernel/index.js';
+import { SnapshotError } from './errors.js';
+import type { GlobalValue, Snapshot } from './machine.js';
+import { PAGE_SIZE, type PageEngine } from './pages.js';
+
+/**
+ * Checkpoint file format, version 1:
+ *
+ *   offset  size  field
+ *   0       8     magic "GRIDVMCK"
+ *   8       4     format version (u32 LE)
+ *   12      4     header length H (u32 LE)
+ *   16      8     data length D (u64 LE)
+ *   24      16    header checksum (hex, ASCII)
+ *   40      16    data checksum (hex, ASCII)
+ *   56      H     header: msgpack (SnapshotHeader)
+ *   56+H    D     data: the pages listed in header.dataPages, 64 KiB each, in that order
+ *
+ * A full snapshot lists every non-zero page (zero pages are elided). A delta lists the pages whose hash changed
+ * since its base (`header.base` = the base's id) and the pages that became zero. The id of a snapshot is its two
+ * checksums; a snapshot is valid only for the instrumented module whose hash it names.
+ */
+export const SNAPSHOT_FORMAT = 1;
+const MAGIC = 'GRIDVMCK';
+const PREFIX = 56;
+
+export interface SnapshotHeader {
+  format: number;
+  kind: 'full' | 'delta';
+  /** id of the snapshot a delta applies to */
+  base?: string;
+  /** file name of the base, relative to this file's directory (a hint for loaders) */
+  baseFile?: string;
+  moduleHash: string;
+  seq: number;
+  pages: number;
+  /** u32 LE page numbers whose bytes follow in the data section */
+  dataPages: Uint8Array;
+  /** u32 LE page numbers that are all zero in this snapshot but were not in its base (deltas only) */
+  zeroPages: Uint8Array;
+  globals: GlobalValue[];
+  asyncify: Uint8Array;
+  kernel: ProcessState;
+  fuelUsed: number;
+  stdoutBytes: number;
+  stderrBytes: number;
+  createdAtMs: number;
+  /** free-form facts the runtime wants kept (job name, args, limits) */
+  meta?: Record<string, unknown>;
+}
+
+export interface DecodedSnapshot {
+  id: string;
+  header: SnapshotHeader;
+  /** the data section (a view of the input bytes) */
+  data: Uint8Array;
+}
+
+/** What a delta needs to know about the previous checkpoint of the same run. */
+export interface DeltaBase {
+  id: string;
+  file?: string;
+  pages: number;
+  /** (lo, hi) u32 pairs per page */
+  hashes: Uint32Array;
+}
+
+export interface Encoded {
+  id: string;
+  /** the file, as chunks to write in order */
+  chunks: Uint8Array[];
+  size: number;
+  header: SnapshotHeader;
+  /** pass as `delta` to encode the next checkpoint as a delta of this one */
+  base: DeltaBase;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+function u32list(xs: number[]): Uint8Array {
+  const out = new Uint8Array(xs.length * 4);
+  const dv = new DataView(out.buffer);
+  xs.forEach((x, i) => dv.setUint32(i * 4, x, true));
+  return out;
+}
+
+export function readU32List(b: Uint8Array): number[] {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out: number[] = [];
+  for (let i = 0; i + 4 <= b.byteLength; i += 4) out.push(dv.getUint32(i, true));
+  return out;
+}
+
+/**
+ * Encode a snapshot; with `delta`, only the pages whose hash changed since that base. The snapshot's memory is
+ * copied into the engine's work area first unless it already is the area (a live capture).
+ */
+export function encodeSnapshot(
+  s: Snapshot,
+  engine: PageEngine,
+  opts: { delta?: DeltaBase; createdAtMs?: number; meta?: Record<string, unknown>; file?: string } = {},
+): Encoded {
+  const n = s.pages;
+  const bytes = n * PAGE_SIZE;
+  const area = engine.area(bytes);
+  if (!(area.buffer === s.memory.buffer && area.byteOffset === s.memory.byteOffset)) area.set(s.memory.subarray(0, bytes));
+  const hashes = new Uint32Array(2 * n);
+  engine.hashPages(n, hashes);
+  const zero = new Uint8Array(n);
+  engine.zeroPages(n, zero);
+  const dataPages: number[] = [];
+  const zeroPages: number[] = [];
+  const d = opts.delta;
+  if (d && d.pages > n) throw new SnapshotError('a delta cannot describe a memory that shrank');
+  for (let i = 0; i < n; i++) {
+    if (d && i < d.pages && d.hashes[2 * i] === hashes[2 * i] && d.hashes[2 * i + 1] === hashes[2 * i + 1]) continue;
+    if (zero[i]) {
+      if (d) zeroPages.push(i);
+    } else dataPages.push(i);
+  }
+  const data = new Uint8Array(dataPages.length * PAGE_SIZE);
+  dataPages.forEach((p, k) => data.set(area.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), k * PAGE_SIZE));
+  const header: SnapshotHeader = {
+    format: SNAPSHOT_FORMAT,
+    kind: d ? 'delta' : 'full',
+    ...(d ? { base: d.id, ...(d.file ? { baseFile: d.file } : {}) } : {}),
+    moduleHash: s.moduleHash,
+    seq: s.seq,
+    pages: n,
+    dataPages: u32list(dataPages),
+    zeroPages: u32list(zeroPages),
+    globals: s.globals,
+    asyncify: s.asyncify,
+    kernel: s.kernel,
+    fuelUsed: s.fuelUsed,
+    stdoutBytes: s.stdoutBytes,
+    stderrBytes: s.stderrBytes,
+    createdAtMs: opts.createdAtMs ?? 0,
+    ...(opts.meta ? { meta: opts.meta } : {}),
+  };
+  const hb = packr.pack(header) as Uint8Array;
+  const hh = engine.hashBytes(hb);
+  const dh = engine.hashBytes(data);
+  const prefix = new Uint8Array(PREFIX);
+  const dv = new DataView(prefix.buffer);
+  for (let i = 0; i < 8; i++) prefix[i] = MAGIC.charCodeAt(i);
+  dv.setUint32(8, SNAPSHOT_FORMAT, true);
+  dv.setUint32(12, hb.length, true);
+  dv.setBigUint64(16, BigInt(data.length), true);
+  for (let i = 0; i < 16; i++) {
+    prefix[24 + i] = hh.charCodeAt(i);
+    prefix[40 + i] = dh.charCodeAt(i);
+  }
+  const id = hh + dh;
+  return {
+    id,
+    chunks: [prefix, hb, data],
+    size: PREFIX + hb.length + data.length,
+    header,
+    base: { id, ...(opts.file ? { file: opts.file } : {}), pages: n, hashes },
+  };
+}
+
+/** Parse and verify a checkpoint file. Throws SnapshotError saying what is wrong. */
+export function decodeSnapshot(bytes: Uint8Array, engine: PageEngine): DecodedSnapshot {
+  if (bytes.length < PREFIX) throw new SnapshotError(`not a gridvm checkpoint: ${bytes.length} bytes is shorter than the ${PREFIX}-byte header (truncated?)`);
+  for (let i = 0; i < 8; i++) {
+    if (bytes[i] !== MAGIC.charCodeAt(i)) throw new SnapshotError('not a gridvm checkpoint: bad magic number');
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const format = dv.getUint32(8, true);
+  if (format !== SNAPSHOT_FORMAT) throw new SnapshotError(`unsupported checkpoint format version ${format} (this gridvm reads version ${SNAPSHOT_FORMAT})`);
+  const hl = dv.getUint32(12, true);
+  const dl = Number(dv.getBigUint64(16, true));
+  if (bytes.length !== PREFIX + hl + dl) {
+    throw new SnapshotError(`checkpoint is truncated or has trailing garbage: expected ${PREFIX + hl + dl} bytes, found ${bytes.length}`);
+  }
+  const ascii = (o: number) => String.fromCharCode(...bytes.subarray(o, o + 16));
+  const hh = ascii(24);
+  const dh = ascii(40);
+  const hb = bytes.subarray(PREFIX, PREFIX + hl);
+  const data = bytes.subarray(PREFIX + hl);
+  if (engine.hashBytes(hb) !== hh) throw new SnapshotError('checkpoint is corrupted: header checksum mismatch');
+  if (engine.hashBytes(data) !== dh) throw new SnapshotError('checkpoint is corrupted: memory checksum mismatch');
+  let header: SnapshotHeader;
+  try {
+    header = packr.unpack(hb) as SnapshotHeader;
+  } catch (e) {
+    throw new SnapshotError('checkpoint is corrupted: the header does not decode', { cause: e });
+  }
+  if (header.format !== SNAPSHOT_FORMAT || (header.kind !== 'full' && header.kind !== 'delta')) {
+    throw new SnapshotError('checkpoint is corrupted: inconsistent header');
+  }
+  if (readU32List(header.dataPages).length * PAGE_SIZE !== data.length) {
+    throw new SnapshotError('checkpoint is corrupted: page list does not match the data length');
+  }
+  return { id: hh + dh, header, data };
+}
+
+/**
+ * Apply a chain [full, delta, delta, ...] (oldest first) to `dst`, which must be at least the last snapshot's
+ * page count long. Pages not written by the chain are zeroed.
+ */
+export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array): void {
+  if (!chain.length) throw new SnapshotError('empty checkpoint chain');
+  if (chain[0]!.header.kind !== 'full') throw new SnapshotError('a checkpoint chain must start with a full checkpoint');
+  for (let k = 1; k < chain.length; k++) {
+    const h = chain[k]!.header;
+    if (h.kind !== 'delta' || h.base !== chain[k - 1]!.id) throw new SnapshotError(`checkpoint chain is broken at link ${k}: its base is not the previous checkpoint`);
+    if (h.moduleHash !== chain[0]!.header.moduleHash) throw new SnapshotError('checkpoint chain mixes modules');
+  }
+  const last = chain[chain.length - 1]!.header;
+  dst.fill(0, 0, last.pages * PAGE_SIZE);
+  for (const c of chain) {
+    const pages = readU32List(c.header.dataPages);
+    pages.forEach((p, k) => dst.set(c.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), p * PAGE_SIZE));
+    for (const p of readU32List(c.header.zeroPages)) dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+  }
+}
+
+/** The Snapshot (minus memory, which applyChain writes) described by the newest link of a chain. */
+export function snapshotFromChain(chain: DecodedSnapshot[]): Snapshot {
+  const h = chain[chain.length - 1]!.header;
+  return {
+    moduleHash: h.moduleHash,
+    memory: new Uint8Array(0),
+    pages: h.pages,
+    globals: h.globals,
+    asyncify: h.asyncify,
+    kernel: h.kernel,
+    fuelUsed: h.fuelUsed,
+    stdoutBytes: h.stdoutBytes,
+    stderrBytes: h.stderrBytes,
+    seq: h.seq,
+  };
+}
+
+export function concatChunks(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}

@@ -1,0 +1,147 @@
+import binaryen from 'binaryen';
+
+/**
+ * A read-only walk over a Binaryen function body that finds what instrumentation needs: loops, memory.grow
+ * expressions, direct call targets, indirect calls, address-taken functions and legacy `try` bodies.
+ *
+ * binaryen.js has no generic child iterator, so children are named per expression kind. A kind not listed here is
+ * walked through the fields of getExpressionInfo that hold expression references by name (`unknownKinds` counts
+ * them so tests notice).
+ */
+export interface WalkFacts {
+  loops: number[];
+  grows: number[];
+  calls: Set<string>;
+  indirect: boolean;
+  refFuncs: Set<string>;
+  tries: number;
+}
+
+type Info = Record<string, unknown> & { id: number };
+
+const b = binaryen as unknown as Record<string, number> & typeof binaryen;
+
+/** child fields (single expression) per expression id */
+const SINGLE: Record<number, string[]> = {};
+/** child fields (arrays of expressions) per expression id */
+const MULTI: Record<number, string[]> = {};
+function kinds(name: string, single: string[], multi: string[] = []): void {
+  const id = b[`${name}Id`];
+  if (typeof id !== 'number') return;
+  SINGLE[id] = single;
+  MULTI[id] = multi;
+}
+kinds('Block', [], ['children']);
+kinds('If', ['condition', 'ifTrue', 'ifFalse']);
+kinds('Loop', ['body']);
+kinds('Break', ['condition', 'value']);
+kinds('Switch', ['condition', 'value']);
+kinds('Call', [], ['operands']);
+kinds('CallIndirect', ['target'], ['operands']);
+kinds('CallRef', ['target'], ['operands']);
+kinds('LocalGet', []);
+kinds('LocalSet', ['value']);
+kinds('GlobalGet', []);
+kinds('GlobalSet', ['value']);
+kinds('Load', ['ptr']);
+kinds('Store', ['ptr', 'value']);
+kinds('Const', []);
+kinds('Unary', ['value']);
+kinds('Binary', ['left', 'right']);
+kinds('Select', ['ifTrue', 'ifFalse', 'condition']);
+kinds('Drop', ['value']);
+kinds('Return', ['value']);
+kinds('MemorySize', []);
+kinds('MemoryGrow', ['delta']);
+kinds('Nop', []);
+kinds('Unreachable', []);
+kinds('AtomicCmpxchg', ['ptr', 'expected', 'replacement']);
+kinds('AtomicRMW', ['ptr', 'value']);
+kinds('AtomicWait', ['ptr', 'expected', 'timeout']);
+kinds('AtomicNotify', ['ptr', 'notifyCount']);
+kinds('AtomicFence', []);
+kinds('SIMDExtract', ['vec']);
+kinds('SIMDReplace', ['vec', 'value']);
+kinds('SIMDShuffle', ['left', 'right']);
+kinds('SIMDTernary', ['a', 'b', 'c']);
+kinds('SIMDShift', ['vec', 'shift']);
+kinds('SIMDLoad', ['ptr']);
+kinds('SIMDLoadStoreLane', ['ptr', 'vec']);
+kinds('MemoryInit', ['dest', 'offset', 'size']);
+kinds('DataDrop', []);
+kinds('MemoryCopy', ['dest', 'source', 'size']);
+kinds('MemoryFill', ['dest', 'value', 'size']);
+kinds('RefNull', []);
+kinds('RefIsNull', ['value']);
+kinds('RefFunc', []);
+kinds('RefEq', ['left', 'right']);
+kinds('RefAs', ['value']);
+kinds('TableGet', ['index']);
+kinds('TableSet', ['index', 'value']);
+kinds('TableSize', []);
+kinds('TableGrow', ['value', 'delta']);
+kinds('Try', ['body'], ['catchBodies']);
+kinds('Throw', [], ['operands']);
+kinds('Rethrow', []);
+kinds('TupleMake', [], ['operands']);
+kinds('TupleExtract', ['tuple']);
+kinds('Pop', []);
+
+const LOOP = b.LoopId;
+const GROW = b.MemoryGrowId;
+const CALL = b.CallId;
+const CALL_INDIRECT = b.CallIndirectId;
+const CALL_REF = b.CallRefId;
+const REF_FUNC = b.RefFuncId;
+const TRY = b.TryId;
+
+export const unknownKinds = new Map<number, number>();
+
+export function walkFunction(body: number): WalkFacts {
+  const facts: WalkFacts = { loops: [], grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0 };
+  if (!body) return facts;
+  const stack: number[] = [body];
+  while (stack.length) {
+    const expr = stack.pop()!;
+    const id = binaryen.getExpressionId(expr);
+    if (SINGLE[id] !== undefined && SINGLE[id]!.length === 0 && MULTI[id]!.length === 0) {
+      if (id === REF_FUNC) facts.refFuncs.add((binaryen.getExpressionInfo(expr) as unknown as Info).func as string);
+      continue;
+    }
+    let info: Info;
+    try {
+      info = binaryen.getExpressionInfo(expr) as unknown as Info;
+    } catch {
+      // binaryen.js has no accessor class for this kind: it cannot be walked into
+      unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
+      continue;
+    }
+    if (id === LOOP) facts.loops.push(expr);
+    else if (id === GROW) facts.grows.push(expr);
+    else if (id === CALL) facts.calls.add(info.target as string);
+    else if (id === CALL_INDIRECT || id === CALL_REF) facts.indirect = true;
+    else if (id === REF_FUNC) facts.refFuncs.add(info.func as string);
+    else if (id === TRY) facts.tries++;
+    const single = SINGLE[id];
+    if (single === undefined) {
+      unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
+      for (const [k, v] of Object.entries(info)) {
+        if (k === 'id' || k === 'type') continue;
+        if (Array.isArray(v)) for (const c of v) if (typeof c === 'number' && c) stack.push(c);
+      }
+      continue;
+    }
+    for (const f of single) {
+      const c = info[f];
+      if (typeof c === 'number' && c) stack.push(c);
+    }
+    const multi = MULTI[id];
+    if (multi) {
+      for (const f of multi) {
+        const arr = info[f] as number[] | undefined;
+        if (arr) for (let i = arr.length - 1; i >= 0; i--) if (arr[i]) stack.push(arr[i]!);
+      }
+    }
+  }
+  return facts;
+}
