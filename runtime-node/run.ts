@@ -205,6 +205,10 @@ async function execute(
   let nextCkptAt = o.checkpointEveryMs ?? Infinity;
   let lastCheckpoint: string | undefined;
   const elapsedBase = from?.elapsedMs ?? 0;
+  // running time of this execution, measured here: inside machine.run() the Machine is idle between an unwind and
+  // the next rewind, and its elapsedMs then leaves out the current run (it read 0 in every periodic checkpoint)
+  let runStartedAt: number | undefined;
+  const elapsedNow = (): number => elapsedBase + (runStartedAt === undefined ? machine.elapsedMs : performance.now() - runStartedAt);
   const onCheckpoint = (s: Snapshot): void => {
     let path: string | undefined;
     if (writer) {
@@ -217,7 +221,7 @@ async function execute(
           ...(o.fuel !== undefined ? { fuel: o.fuel } : {}),
           ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
         },
-        elapsedMs: elapsedBase + machine.elapsedMs,
+        elapsedMs: elapsedNow(),
       };
       path = writer.write(s, meta).path;
       lastCheckpoint = path;
@@ -250,6 +254,7 @@ async function execute(
   if (from) machine.restore(from.snap, from.apply);
   let outcome: RunOutcome;
   try {
+    runStartedAt = performance.now();
     outcome = machine.run();
   } catch (e) {
     if (e instanceof Trap) outcome = { kind: 'trap', trap: e };
@@ -280,10 +285,23 @@ async function execute(
   return result;
 }
 
+/** The files of in-memory mounts after the run: "/guest/dir/file" -> bytes (directories and symlinks left out). */
 function memFilesOf(proc: Process, mounts: MountSpec[]): Record<string, Uint8Array> | undefined {
   if (!mounts.some((m) => m.kind === 'memory')) return undefined;
-  const p = proc as unknown as { memFiles?: () => Record<string, Uint8Array> };
-  return p.memFiles ? p.memFiles() : undefined;
+  const out: Record<string, Uint8Array> = {};
+  for (const m of proc.vfs.mounts) {
+    if (!m.memfs) continue;
+    const st = m.memfs.save();
+    const byIno = new Map(st.nodes.map((n) => [n.ino, n]));
+    const walk = (ino: number, prefix: string): void => {
+      const n = byIno.get(ino);
+      if (!n) return;
+      if (n.kind === 'file') out[prefix] = n.data ?? new Uint8Array(0);
+      else if (n.kind === 'dir') for (const [name, child] of n.entries ?? []) walk(child, `${prefix}/${name}`);
+    };
+    walk(st.root, m.guest.replace(/\/$/, ''));
+  }
+  return out;
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

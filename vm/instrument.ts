@@ -5,9 +5,10 @@ import { InstrumentError } from './errors.js';
 import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 1;
+export const INSTRUMENT_VERSION = 2;
 
 const YIELD_FN = '__gridvm_yield';
+const TICK_FN = '__gridvm_tick';
 const LIMIT_FN = '__gridvm_memory_limit';
 const GROW_CHECK_FN = '__gridvm_grow_check';
 
@@ -25,6 +26,8 @@ export interface InstrumentInfo {
     functions: number;
     loops: number;
     entryChecks: number;
+    /** functions with loops whose checks cannot unwind (leaves: see `gridvm.tick`) */
+    leafFunctions: number;
     grows: number;
     tries: number;
     unknownExpressionKinds: number;
@@ -159,6 +162,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   m.addGlobalExport(BUDGET_GLOBAL, BUDGET_GLOBAL);
   m.addGlobalExport(MEMLIMIT_GLOBAL, MEMLIMIT_GLOBAL);
   m.addFunctionImport(YIELD_FN, 'gridvm', 'yield', binaryen.none, binaryen.none);
+  m.addFunctionImport(TICK_FN, 'gridvm', 'tick', binaryen.none, binaryen.none);
   m.addFunctionImport(LIMIT_FN, 'gridvm', 'memory_limit', binaryen.i32, binaryen.none);
   m.addFunction(
     GROW_CHECK_FN,
@@ -208,13 +212,21 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
 
   // ---- insert the checks
   progress('preempt', 0);
-  const check = (): number =>
+  const checkTo = (target: string): number =>
     m.block(null, [
       m.global.set(BUDGET_GLOBAL, m.i32.sub(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(1))),
-      m.if(m.i32.lt_s(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(0)), m.call(YIELD_FN, [], binaryen.none)),
+      m.if(m.i32.lt_s(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(0)), m.call(target, [], binaryen.none)),
     ], binaryen.none);
+  // A leaf calls no function of the job (imports only, no indirect calls): its checks call the non-suspending
+  // `gridvm.tick`, so Asyncify leaves it alone — hot inner kernels (memcpy, malloc, numeric loops) run unmodified
+  // but for the budget. Unwinding happens at the next check in a non-leaf.
+  const defined = new Set(funcs.map((f) => f.name));
   let entryChecks = 0;
+  let leafFunctions = 0;
   for (const f of funcs) {
+    const leaf = !indirectCallers.has(f.name) && ![...edges.get(f.name)!].some((c) => defined.has(c));
+    if (leaf && loopsByFunc.get(f.name)!.length) leafFunctions++;
+    const check = () => checkTo(leaf ? TICK_FN : YIELD_FN);
     for (const loop of loopsByFunc.get(f.name)!) {
       const body = X.Loop.getBody(loop);
       X.Loop.setBody(loop, m.block(null, [check(), body], binaryen.getExpressionType(body)));
@@ -258,6 +270,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         loops,
         entryChecks,
         grows: growsAll.length,
+        leafFunctions,
         tries,
         unknownExpressionKinds: [...unknownKinds.values()].reduce((a, c) => a + c, 0),
         renamedAsyncifyExports: renamed,

@@ -38,7 +38,7 @@ export async function prepareJob(
 ): Promise<CompiledJob> {
   checkWasmHeader(original);
   const sourceHash = await sha256Hex(original);
-  const key = `${sourceHash}-v${INSTRUMENT_VERSION}`;
+  const key = `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts.instrument?.optimizeLevel ?? 1}`;
   let hit = memoryCache.get(key);
   let cached = !!hit;
   if (!hit && opts.cache) {

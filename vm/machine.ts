@@ -90,7 +90,10 @@ export class Machine {
   private readonly budget: WebAssembly.Global;
   private readonly globals: WebAssembly.Global[];
   private state = State.Idle;
+  private inRun = false;
   private action: YieldAction = 'continue';
+  private pendingAction: YieldAction | 'reenter' | undefined;
+  private backoff = 0;
   private fuelBase = 0;
   private armed = 0;
   private readonly slice: number;
@@ -108,6 +111,7 @@ export class Machine {
   constructor(readonly job: CompiledJob, readonly proc: Process, readonly opts: MachineOptions) {
     const imports = proc.imports({
       yield: () => this.onYield(),
+      tick: () => this.onTick(),
       memory_limit: (delta: number) => this.onMemoryLimit(delta),
     });
     const missing: string[] = [];
@@ -140,7 +144,7 @@ export class Machine {
 
   /** Wall time spent running this job, ms (across restores only if the caller carries it in). */
   get elapsedMs(): number {
-    return this.elapsedBefore + (this.state === State.Idle ? 0 : this.opts.now() - this.runStart);
+    return this.elapsedBefore + (this.inRun ? this.opts.now() - this.runStart : 0);
   }
 
   /** Prepare to continue from a snapshot: copy memory and globals now, rewind when run() is called. */
@@ -166,6 +170,7 @@ export class Machine {
   /** Run until exit, trap or suspension. */
   run(): RunOutcome {
     this.runStart = this.opts.now();
+    this.inRun = true;
     const at = this.opts.reenterAt ?? [50, 150, 450];
     this.nextReenter = at.length ? at[0]! : (this.opts.reenterEvery ?? Infinity);
     this.reenterIdx = 0;
@@ -190,6 +195,7 @@ export class Machine {
       }
     } finally {
       this.elapsedBefore += this.opts.now() - this.runStart;
+      this.inRun = false;
       this.state = State.Idle;
     }
   }
@@ -230,7 +236,59 @@ export class Machine {
     );
   }
 
-  /** Called by the instrumented job whenever its budget runs out (and once more at the end of a rewind). */
+  /** Fuel, time and kill: checked whenever the budget runs out, in leaf functions too. Throws a Trap. */
+  private checkLimits(): void {
+    const bytes = this.memory.buffer.byteLength;
+    if (bytes > this.memoryPeak) this.memoryPeak = bytes;
+    if (this.opts.fuel !== undefined && this.fuelUsed >= this.opts.fuel) {
+      throw new Trap('fuel', `fuel exhausted: the job used its ${this.opts.fuel} units of fuel (--fuel)`);
+    }
+    if (this.opts.timeoutMs !== undefined && this.elapsedMs > this.opts.timeoutMs) {
+      throw new Trap('timeout', `timeout: the job ran for more than ${this.opts.timeoutMs} ms (--timeout)`);
+    }
+  }
+
+  /** What to do at this budget exhaustion: the policy, the control word, and tier-up re-entry. */
+  private decide(): YieldAction | 'reenter' {
+    let action: YieldAction = this.opts.policy ? this.opts.policy(this) : 'continue';
+    const c = this.opts.control;
+    if (c) {
+      const v = Atomics.exchange(c, 0, Control.NONE);
+      if (v === Control.KILL) throw new Trap('killed', 'the job was killed');
+      if (v === Control.SUSPEND) action = 'suspend';
+      else if (v === Control.CHECKPOINT && action === 'continue') action = 'checkpoint';
+    }
+    if (action === 'continue' && this.elapsedMs - this.elapsedBefore >= this.nextReenter) {
+      this.scheduleNextReenter();
+      return 'reenter';
+    }
+    return action;
+  }
+
+  /**
+   * `gridvm.tick`: the budget ran out in a leaf function (one that calls no other function of the job). Leaves
+   * are not Asyncify-instrumented, so they cannot unwind; limits are enforced here, and an unwind that is due is
+   * left pending: the budget is re-armed small (doubling each time, so a long leaf keeps most of its speed) until
+   * a non-leaf check reaches `gridvm.yield`.
+   */
+  private onTick(): void {
+    this.checkLimits();
+    if (this.pendingAction !== undefined) {
+      this.backoff = Math.min(this.slice, this.backoff * 2 + 1);
+      this.armBudget(Math.min(this.backoff, this.nextSlice()));
+      return;
+    }
+    const a = this.decide();
+    if (a === 'continue') {
+      this.armBudget(this.nextSlice());
+      return;
+    }
+    this.pendingAction = a;
+    this.backoff = 0;
+    this.armBudget(0);
+  }
+
+  /** `gridvm.yield`: the budget ran out in a function that can unwind (and once more at the end of a rewind). */
   private onYield(): void {
     if (this.state === State.Rewinding) {
       this.ax.asyncify_stop_rewind();
@@ -241,34 +299,14 @@ export class Machine {
       this.armBudget(this.nextSlice());
       return;
     }
-    const bytes = this.memory.buffer.byteLength;
-    if (bytes > this.memoryPeak) this.memoryPeak = bytes;
-    const fuel = this.fuelUsed;
-    if (this.opts.fuel !== undefined && fuel >= this.opts.fuel) {
-      throw new Trap('fuel', `fuel exhausted: the job used its ${this.opts.fuel} units of fuel (--fuel)`);
-    }
-    const elapsed = this.elapsedMs;
-    if (this.opts.timeoutMs !== undefined && elapsed > this.opts.timeoutMs) {
-      throw new Trap('timeout', `timeout: the job ran for more than ${this.opts.timeoutMs} ms (--timeout)`);
-    }
-    let action: YieldAction = this.opts.policy ? this.opts.policy(this) : 'continue';
-    const c = this.opts.control;
-    if (c) {
-      const v = Atomics.exchange(c, 0, Control.NONE);
-      if (v === Control.KILL) throw new Trap('killed', 'the job was killed');
-      if (v === Control.SUSPEND) action = 'suspend';
-      else if (v === Control.CHECKPOINT && action === 'continue') action = 'checkpoint';
-    }
-    if (action === 'continue' && elapsed - this.elapsedBefore >= this.nextReenter) {
-      this.scheduleNextReenter();
-      this.beginUnwind('continue');
+    this.checkLimits();
+    const a = this.pendingAction ?? this.decide();
+    this.pendingAction = undefined;
+    if (a === 'continue') {
+      this.armBudget(this.nextSlice());
       return;
     }
-    if (action !== 'continue') {
-      this.beginUnwind(action);
-      return;
-    }
-    this.armBudget(this.nextSlice());
+    this.beginUnwind(a === 'reenter' ? 'continue' : a);
   }
 
   private scheduleNextReenter(): void {

@@ -78,6 +78,7 @@ export const SYSCALLS: readonly SyscallEntry[] = Object.freeze([
   p1(45, 'sock_send', [i32, i32, i32, i32, i32], 'sock', `sock_send(fd, iovs, iovs_len, siflags, nwritten: *u32). Returns: never succeeds. Errors: ${FD}; NOTSUP. Traps: none.`),
   p1(46, 'sock_shutdown', [i32, i32], 'sock', `sock_shutdown(fd, how). Returns: never succeeds. Errors: ${FD}; NOTSUP. Traps: none.`),
   { ns: 'gridvm', name: 'yield', id: 1000, params: [], results: [], cap: 'internal', doc: 'gridvm.yield(). Called by instrumented code when its budget runs out; the VM may unwind here (asyncify). Returns: nothing. Errors: none. Traps: limits (fuel, time) or kill, as Trap.' },
+  { ns: 'gridvm', name: 'tick', id: 1002, params: [], results: [], cap: 'internal', doc: 'gridvm.tick(). Called by instrumented leaf functions (which cannot unwind) when their budget runs out. Returns: nothing. Errors: none. Traps: limits (fuel, time) or kill, as Trap.' },
   { ns: 'gridvm', name: 'memory_limit', id: 1001, params: [i32], results: [], cap: 'internal', doc: 'gridvm.memory_limit(pages). Called by instrumented code before memory.grow. Returns: nothing. Errors: none. Traps: Trap("memory-limit") when the job would exceed its memory limit.' },
 ]);
 

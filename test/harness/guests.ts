@@ -72,6 +72,8 @@ const META: Record<string, Partial<Meta>> = {
   as_gc: { description: 'AssemblyScript: managed objects/arrays/strings under the incremental GC, live set in a Map, checksums',
     seconds: 1.2 },
   as_hello: { description: 'AssemblyScript: prints one line, proc_exit(0)', seconds: 0.01 },
+  memtouch: { description: 'memory of argv[1] MiB filled with data, then steps that dirty one page each (checkpoint benchmarks); argv = MiB steps work',
+    shortArgs: ['4', '200', '500'], seconds: 0.3 },
 };
 
 /** Path of the built module of guest `name` (C or AssemblyScript). */

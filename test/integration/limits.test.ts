@@ -2,7 +2,7 @@ import binaryen from 'binaryen';
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../runtime-node/run.js';
-import { guestPath, hasClang } from '../harness/guests.js';
+import { guestPath, hasClang, nativePath } from '../harness/guests.js';
 
 const needC = !hasClang() && process.env.CI !== 'true';
 const dec = new TextDecoder();
@@ -102,6 +102,13 @@ describe('gridvm CLI exit codes', () => {
     const c = gridvm('run', '/nonexistent/job.wasm');
     expect(c.status).toBe(125);
     expect(c.stderr).toMatch(/no such file|ENOENT/i);
+  });
+
+  it.skipIf(needC)('runs deep recursion (11k frames) on a job thread with a large stack, printing what the native build prints', () => {
+    const r = gridvm('run', guestPath('recursion'), '--', '2');
+    expect(r.status).toBe(0);
+    const native = spawnSync(nativePath('recursion'), ['2'], { encoding: 'utf8' });
+    expect(r.stdout).toBe(native.stdout);
   });
 
   it('has --help', () => {

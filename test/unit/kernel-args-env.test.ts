@@ -44,7 +44,7 @@ describe('syscall table and link', () => {
     const g = new Guest();
     const y = (): void => {};
     const ml = (_p: number): void => {};
-    const imports = g.proc.imports({ yield: y, memory_limit: ml });
+    const imports = g.proc.imports({ yield: y, tick: () => {}, memory_limit: ml });
     for (const s of SYSCALLS) expect(typeof imports[s.ns]![s.name]).toBe('function');
     expect(imports.gridvm!.yield).toBe(y);
     expect(imports.gridvm!.memory_limit).toBe(ml);
@@ -57,7 +57,7 @@ describe('syscall table and link', () => {
   it('a module importing every table entry with its exact signature instantiates', () => {
     const bytes = allImportsModule();
     const g = new Guest();
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes.buffer as ArrayBuffer), g.proc.imports({ yield: () => {}, memory_limit: () => {} }));
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes.buffer as ArrayBuffer), g.proc.imports({ yield: () => {}, tick: () => {}, memory_limit: () => {} }));
     expect(inst.exports.memory).toBeInstanceOf(WebAssembly.Memory);
   });
 });
@@ -169,7 +169,7 @@ describe('clocks, random, proc', () => {
 
   it('a syscall before setMemory is a Trap, not an errno', () => {
     const p = new Process({ args: [], env: [], mounts: [], platform: createNodePlatform(), stdout: () => {}, stderr: () => {} });
-    const w = p.imports({ yield: () => {}, memory_limit: () => {} }).wasi_snapshot_preview1 as Record<string, (...a: unknown[]) => number>;
+    const w = p.imports({ yield: () => {}, tick: () => {}, memory_limit: () => {} }).wasi_snapshot_preview1 as Record<string, (...a: unknown[]) => number>;
     expect(() => w.args_sizes_get!(0, 4)).toThrow(/setMemory/);
   });
 });

@@ -48,7 +48,7 @@ export class Guest {
       },
       o.state,
     );
-    const imports = this.proc.imports({ yield: () => {}, memory_limit: () => {} });
+    const imports = this.proc.imports({ yield: () => {}, tick: () => {}, memory_limit: () => {} });
     this.wasi = imports.wasi_snapshot_preview1 as Record<string, Fn>;
     this.proc.setMemory(this.mem);
   }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { run, resume, type RunResult } from '../../runtime-node/run.js';
+import type { RunResult } from '../../runtime-node/run.js';
+import { runInThread } from '../../runtime-node/job-thread.js';
 import { ExitCode } from '../exit-codes.js';
 import { parseDuration, parseSize } from '../units.js';
 import { instrumentProgress } from '../progress.js';
@@ -96,7 +97,7 @@ export function registerRun(program: Command): void {
       if (f.checkpointEvery && !f.checkpointDir) f.checkpointDir = 'gridvm-checkpoints';
       for (const e of f.env) if (!e.includes('=')) throw new Error(`invalid --env "${e}": use KEY=VALUE`);
       const progress = instrumentProgress();
-      const r = await run(file, {
+      const r = await runInThread('run', file, {
         args,
         env: f.env,
         dirs: parseDirs(f.dir),
@@ -106,8 +107,7 @@ export function registerRun(program: Command): void {
         stderr: 'inherit',
         ...limits(f),
         ...(f.cache === false ? { cache: false } : {}),
-        instrument: { onProgress: progress.update },
-      });
+      }, progress.update);
       progress.stop();
       process.exitCode = finish(r, f.json);
     });
@@ -123,7 +123,7 @@ export function registerResume(program: Command): void {
     .option('--delta', 'write new checkpoints as deltas')
     .option('--json', 'print a JSON summary on stdout after the job')
     .action(async (ck: string, f: RunFlags) => {
-      const r = await resume(ck, { stdin: 'inherit', stdout: 'inherit', stderr: 'inherit', ...limits({ ...f, dir: [], memDir: [], env: [] }) });
+      const r = await runInThread('resume', ck, { stdin: 'inherit', stdout: 'inherit', stderr: 'inherit', ...limits({ ...f, dir: [], memDir: [], env: [] }) });
       process.exitCode = finish(r, f.json);
     });
 }

@@ -1,0 +1,54 @@
+// "What limits it" notes for targets that a run misses, keyed by the target's description. Written from the
+// measurements (this harness, --trace-gc, a breakdown of the start-up path) and the code (vm/machine.ts,
+// vm/snapshot.ts, vm/pages.ts, kernel/abi/link.ts); RESULTS.md shows a note only where a target is missed.
+export function LIMITS(what: string, _measured: string): string {
+  if (what.startsWith('instrumentation overhead')) {
+    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x) nor the yields themselves (one cheap JS call per ' +
+      '200k budget units). It is the instrumented code: Asyncify is applied to every function that can reach a ' +
+      'preemption point, which is nearly every function (every loop may yield), so every call site gets unwind/rewind ' +
+      'state checks and spills; and every loop iteration (and every entry of a recursive function) does a global ' +
+      'read-modify-write + branch on the budget. Call-heavy code pays most (malloc_churn, recursion, as_gc), tight ' +
+      'leaf loops least (rank, nbody). Needs vm/instrument.ts work: an Asyncify only-list from the call graph, ' +
+      'checks on outer loops only / budget charged per block or per bounded inner loop, and a higher Binaryen ' +
+      'optimisation level after Asyncify (default is 1).';
+  }
+  if (what.startsWith('restore at')) {
+    return 'Page faults: a fresh instance gets a fresh Wasm memory, so Machine.restore\'s grow + copy spends most of ' +
+      'its time in the OS zero-filling pages on first touch (compare the warm-instance column: the same copy into an ' +
+      'already faulted-in memory); and the new memory\'s external-memory pressure makes V8 schedule a GC that lands ' +
+      'in the rewind (--trace-gc: "external memory pressure", "finalize incremental marking via stack guard"). ' +
+      'The warm-instance restore is bound by the copy itself (copying into a Wasm memory ran slower than the ' +
+      'ArrayBuffer memcpy here). Needs a vm change to reach it on a fresh instance: vm/instrument.ts turns the job\'s ' +
+      'own memory into an import (still exported) and Machine accepts a pooled, pre-grown, faulted-in ' +
+      'WebAssembly.Memory in MachineOptions, which a warm worker keeps between jobs.';
+  }
+  if (what.startsWith('encodeSnapshot delta')) {
+    return 'encodeSnapshot hashes every page of memory to find the changed ones (vm/pages.ts hashPages, ~6-7 GB/s: ' +
+      '~40 ms for 256 MiB) before it can list the ~1% that changed: the cost scales with memory size, not with ' +
+      'the dirty pages. Diffing against the previous copy instead (diffPages) measured no faster here (~9 GB/s, see ' +
+      'the page engine table) and needs that copy kept. Getting to 5 ms needs dirty-page tracking, which Wasm does ' +
+      'not give (no write protection, no copy-on-write): only store instrumentation (a per-page dirty bitmap, paid ' +
+      'on every store) could.';
+  }
+  if (what.startsWith('delta checkpoint')) {
+    return 'Two whole-memory passes: the checkpoint copies all of memory before unwinding (Machine.beginUnwind, ' +
+      '~memcpy of 256 MiB), then encodeSnapshot hashes all of it (see the encodeSnapshot row). With 1% dirty, <= 5 ms ' +
+      'needs copying and hashing only dirty pages (dirty tracking); without it, moving the encode off the ' +
+      'job\'s critical path (encode the pooled copy in another thread while the job runs) brings the pause down to ' +
+      'the plain checkpoint (~memcpy), not to 5 ms.';
+  }
+  if (what.startsWith('tiny job') && what.includes('Machine')) {
+    return 'Fixed per-process costs, measured separately: Process.imports() links the whole syscall table with ' +
+      'fresh closures for every process (~30 µs), instantiating the instrumented module ~14 µs, ' +
+      'WebAssembly.Module.imports() in the Machine constructor a few µs; the job itself (printf -> fd_write) ~25 µs. ' +
+      'Needs kernel/abi + vm changes: link only the imports the module uses (list cached in CompiledJob) and reuse ' +
+      'one linked import object per module with a per-process context, instead of building closures per process.';
+  }
+  if (what.startsWith('tiny job')) {
+    return 'Everything the Machine row pays, plus run()\'s own path: prepareJob hashes the original and the ' +
+      'instrumented bytes with crypto.subtle (async, two awaits) even on a memory-cache hit, builds a ' +
+      'DiskModuleCache and a host platform per call, and collects output buffers. A memory-cache hit keyed by the ' +
+      'bytes object (or a caller-supplied CompiledJob) would remove the hashing.';
+  }
+  return 'see the section below';
+}

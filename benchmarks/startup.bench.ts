@@ -1,0 +1,68 @@
+// Row 5: start + run of a tiny WASI job in-process, side by side:
+//   run()            runtime-node's run(bytes) with the module cache warm (prepareJob memory-cache hit)
+//   Machine          new Process + new Machine (instantiate) + run(), the compiled job in hand
+//   original         the uninstrumented module on gridvm's kernel (no Machine)
+//   node:wasi        new WASI + new Instance + start, same compiled module reused
+// Every variant writes the job's stdout/stderr to /dev/null (so all make the same write syscalls).
+import { readFileSync, writeSync } from 'node:fs';
+import { WASI } from 'node:wasi';
+import { Process, ProcExit } from '../kernel/index.js';
+import { createPageEngine, Machine, prepareJob } from '../vm/index.js';
+import { run } from '../runtime-node/run.js';
+import { nodePlatform } from '../runtime-node/platform.js';
+import { devNull, guestWasm, log, median, ratio, table, timeIt, timeSync, us, type Section, type TargetCheck } from './lib.js';
+
+export async function benchStartup(opts: { iters?: number; guests?: string[] } = {}): Promise<Section> {
+  const iters = opts.iters ?? 300;
+  const guests = opts.guests ?? ['hello', 'as_hello'];
+  const fd = devNull();
+  const sinkFn = (b: Uint8Array) => void writeSync(fd, b);
+  const pages = createPageEngine('auto');
+  const rows: string[][] = [];
+  const targets: TargetCheck[] = [];
+  for (const name of guests) {
+    log(`startup: ${name}`);
+    const bytes = new Uint8Array(readFileSync(guestWasm(name)));
+    const mod = new WebAssembly.Module(bytes);
+    const job = await prepareJob(bytes);
+    const args = [name, 'a'];
+    const mkProc = () => new Process({ args, env: ['HOME=/'], mounts: [], platform: nodePlatform(), stdout: sinkFn, stderr: sinkFn });
+    const vRun = await timeIt(async () => {
+      const r = await run(bytes, { name, args: ['a'], env: ['HOME=/'], stdout: sinkFn, stderr: sinkFn });
+      if (r.exitCode !== 0) throw new Error(`${name} exited ${r.exitCode}`);
+    }, iters, 50);
+    const vMachine = timeSync(() => {
+      const o = new Machine(job, mkProc(), { pages, now: () => performance.now() }).run();
+      if (o.kind !== 'exit' || o.code !== 0) throw new Error(`${name}: ${o.kind}`);
+    }, iters, 50);
+    const vOrig = timeSync(() => {
+      const p = mkProc();
+      const inst = new WebAssembly.Instance(mod, p.imports({ yield() {}, tick() {}, memory_limit() {} }));
+      p.setMemory(inst.exports.memory as WebAssembly.Memory);
+      try {
+        (inst.exports._start as () => void)();
+      } catch (e) {
+        if (!(e instanceof ProcExit)) throw e;
+      }
+    }, iters, 50);
+    const vWasi = timeSync(() => {
+      const w = new WASI({ version: 'preview1', args, env: { HOME: '/' }, returnOnExit: true, stdout: fd, stderr: fd });
+      const inst = new WebAssembly.Instance(mod, w.getImportObject() as WebAssembly.Imports);
+      const code = w.start(inst);
+      if (code !== 0) throw new Error(`${name} under node:wasi exited ${code}`);
+    }, iters, 50);
+    const mRun = median(vRun);
+    const mMach = median(vMachine);
+    const mOrig = median(vOrig);
+    const mWasi = median(vWasi);
+    rows.push([name, us(mRun), us(mMach), us(mOrig), us(mWasi), ratio(mRun / mWasi), ratio(mMach / mWasi)]);
+    targets.push({ what: `tiny job (${name}) start+run, run() with warm cache`, target: '<= 40 µs', measured: `${us(mRun)} µs (node:wasi ${us(mWasi)} µs)`, met: mRun * 1000 <= 40 });
+    targets.push({ what: `tiny job (${name}) start+run, Machine-level`, target: '<= 40 µs', measured: `${us(mMach)} µs`, met: mMach * 1000 <= 40 });
+  }
+  const body = [
+    `Median of ${iters} start+run cycles after 50 warm-up cycles, in one process; stdout/stderr go to /dev/null in every variant.`,
+    '',
+    table(['guest', 'run() (cache warm) µs', 'Machine µs', 'original on kernel µs', 'node:wasi µs', 'run() / node:wasi', 'Machine / node:wasi'], rows),
+  ].join('\n');
+  return { title: '5. Tiny job start + run', body, targets };
+}
