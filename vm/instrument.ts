@@ -2,10 +2,10 @@ import binaryen from 'binaryen';
 import { walkFunction, unknownKinds } from './walk.js';
 import { recursiveFunctions } from './callgraph.js';
 import { InstrumentError } from './errors.js';
-import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL } from './names.js';
+import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 2;
+export const INSTRUMENT_VERSION = 4;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -61,6 +61,14 @@ const X = binaryen as unknown as {
   Function: { getBody(f: number): number; setBody(f: number, body: number): void };
   MemoryGrow: { getDelta(e: number): number; setDelta(e: number, d: number): void };
 };
+
+/**
+ * A program's main loop must be able to unwind even when it calls nothing (`int main() { for (;;) work; }`):
+ * these functions (by name-section name) are never treated as low (ticking) functions.
+ */
+const MAIN_NAMES = new Set(['_start', 'main', '__main_void', '__main_argc_argv', '__original_main', '~start', 'start']);
+
+const LOW_NEEDS_CALL_FREE_LOOPS = false;
 
 const ASYNCIFY_EXPORTS = ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state'];
 
@@ -159,7 +167,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   // ---- our globals and imports
   m.addGlobal(BUDGET_GLOBAL, binaryen.i32, true, m.i32.const(0));
   m.addGlobal(MEMLIMIT_GLOBAL, binaryen.i32, true, m.i32.const(65536));
+  m.addGlobal(TICK_FLOOR_GLOBAL, binaryen.i32, true, m.i32.const(0));
   m.addGlobalExport(BUDGET_GLOBAL, BUDGET_GLOBAL);
+  m.addGlobalExport(TICK_FLOOR_GLOBAL, TICK_FLOOR_GLOBAL);
   m.addGlobalExport(MEMLIMIT_GLOBAL, MEMLIMIT_GLOBAL);
   m.addFunctionImport(YIELD_FN, 'gridvm', 'yield', binaryen.none, binaryen.none);
   m.addFunctionImport(TICK_FN, 'gridvm', 'tick', binaryen.none, binaryen.none);
@@ -185,6 +195,8 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   const indirectCallers = new Set<string>();
   const addressTaken = new Set<string>();
   const loopsByFunc = new Map<string, number[]>();
+  const depthByFunc = new Map<string, number[]>();
+  const loopCalls = new Map<string, boolean>();
   const growsAll: number[] = [];
   let loops = 0;
   let tries = 0;
@@ -198,6 +210,8 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     if (facts.indirect) indirectCallers.add(f.name);
     for (const r of facts.refFuncs) addressTaken.add(r);
     loopsByFunc.set(f.name, facts.loops);
+    depthByFunc.set(f.name, facts.loopDepth);
+    loopCalls.set(f.name, facts.loopCalls);
     growsAll.push(...facts.grows);
     loops += facts.loops.length;
     tries += facts.tries;
@@ -215,7 +229,10 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   const checkTo = (target: string): number =>
     m.block(null, [
       m.global.set(BUDGET_GLOBAL, m.i32.sub(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(1))),
-      m.if(m.i32.lt_s(m.global.get(BUDGET_GLOBAL, binaryen.i32), m.i32.const(0)), m.call(target, [], binaryen.none)),
+      m.if(
+        m.i32.lt_s(m.global.get(BUDGET_GLOBAL, binaryen.i32), target === TICK_FN ? m.global.get(TICK_FLOOR_GLOBAL, binaryen.i32) : m.i32.const(0)),
+        m.call(target, [], binaryen.none),
+      ),
     ], binaryen.none);
   // A leaf calls no function of the job (imports only, no indirect calls): its checks call the non-suspending
   // `gridvm.tick`, so Asyncify leaves it alone — hot inner kernels (memcpy, malloc, numeric loops) run unmodified
@@ -223,17 +240,33 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   const defined = new Set(funcs.map((f) => f.name));
   let entryChecks = 0;
   let leafFunctions = 0;
+  // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
+  // functions. Both run in time bounded by their own loops, so their checks tick instead of yielding: a due
+  // checkpoint waits for such a call to return (their callers can unwind).
+  const calleesOf = (n: string) => [...edges.get(n)!].filter((c) => defined.has(c));
+  const height0 = new Set(funcs.filter((f) => !indirectCallers.has(f.name) && calleesOf(f.name).length === 0).map((f) => f.name));
+  const low = new Set([...height0].filter((n) => !MAIN_NAMES.has(n)));
   for (const f of funcs) {
-    const leaf = !indirectCallers.has(f.name) && ![...edges.get(f.name)!].some((c) => defined.has(c));
+    if (height0.has(f.name) || recursive.has(f.name) || indirectCallers.has(f.name) || MAIN_NAMES.has(f.name)) continue;
+    if (LOW_NEEDS_CALL_FREE_LOOPS && loopCalls.get(f.name)) continue;
+    if (calleesOf(f.name).every((c) => height0.has(c))) low.add(f.name);
+  }
+  for (const f of funcs) {
+    const leaf = low.has(f.name);
     if (leaf && loopsByFunc.get(f.name)!.length) leafFunctions++;
-    const check = () => checkTo(leaf ? TICK_FN : YIELD_FN);
-    for (const loop of loopsByFunc.get(f.name)!) {
+    const depths = depthByFunc.get(f.name)!;
+    const loopsOf = loopsByFunc.get(f.name)!;
+    for (let li = 0; li < loopsOf.length; li++) {
+      const loop = loopsOf[li]!;
+      // Only outermost loops of non-leaves can unwind; nested loops tick. Asyncify then guards a nested loop as one
+      // block instead of instrumenting its body, and a due checkpoint waits at most one outer iteration.
+      const check = () => checkTo(leaf || depths[li]! > 0 ? TICK_FN : YIELD_FN);
       const body = X.Loop.getBody(loop);
       X.Loop.setBody(loop, m.block(null, [check(), body], binaryen.getExpressionType(body)));
     }
     if (recursive.has(f.name)) {
       const body = X.Function.getBody(f.ref);
-      X.Function.setBody(f.ref, m.block(null, [check(), body], binaryen.getExpressionType(body)));
+      X.Function.setBody(f.ref, m.block(null, [checkTo(YIELD_FN), body], binaryen.getExpressionType(body)));
       entryChecks++;
     }
   }

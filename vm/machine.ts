@@ -1,5 +1,5 @@
 import { ProcExit, Trap, type Process, type ProcessState } from '../kernel/index.js';
-import { BUDGET_GLOBAL, MEMLIMIT_GLOBAL } from './names.js';
+import { BUDGET_GLOBAL, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 import type { CompiledJob } from './compiled.js';
 import { LinkError, SnapshotError } from './errors.js';
 import type { PageEngine } from './pages.js';
@@ -88,12 +88,12 @@ export class Machine {
   private readonly ax: AsyncifyExports;
   private readonly entry: () => void;
   private readonly budget: WebAssembly.Global;
+  private readonly tickFloor: WebAssembly.Global;
   private readonly globals: WebAssembly.Global[];
   private state = State.Idle;
   private inRun = false;
   private action: YieldAction = 'continue';
   private pendingAction: YieldAction | 'reenter' | undefined;
-  private backoff = 0;
   private fuelBase = 0;
   private armed = 0;
   private readonly slice: number;
@@ -124,6 +124,7 @@ export class Machine {
     this.memory = ex[job.info.memoryExport] as WebAssembly.Memory;
     this.entry = ex[job.info.entry] as () => void;
     this.budget = ex[BUDGET_GLOBAL] as WebAssembly.Global;
+    this.tickFloor = ex[TICK_FLOOR_GLOBAL] as WebAssembly.Global;
     this.ax = ex as unknown as AsyncifyExports;
     this.globals = job.info.globals.map((n) => ex[n] as WebAssembly.Global);
     this.slice = opts.slice ?? DEFAULT_SLICE;
@@ -224,6 +225,17 @@ export class Machine {
     this.fuelBase = this.fuelUsed;
     this.armed = units;
     this.budget.value = units;
+    this.tickFloor.value = 0;
+  }
+
+  /**
+   * An unwind is due but the budget ran out in a function that cannot unwind: arm the budget at 0 so the next
+   * unwindable check (`budget < 0`) yields at once, and lower the floor of ticking checks (`budget < floor`) so
+   * leaves and nested loops run on at full speed, ticking again only after `slice` more units (for limits).
+   */
+  private armPending(): void {
+    this.armBudget(0);
+    this.tickFloor.value = -Math.max(1, Math.min(this.slice, this.nextSlice()));
   }
 
   private onMemoryLimit(delta: number): void {
@@ -268,24 +280,19 @@ export class Machine {
   /**
    * `gridvm.tick`: the budget ran out in a leaf function (one that calls no other function of the job). Leaves
    * are not Asyncify-instrumented, so they cannot unwind; limits are enforced here, and an unwind that is due is
-   * left pending: the budget is re-armed small (doubling each time, so a long leaf keeps most of its speed) until
-   * a non-leaf check reaches `gridvm.yield`.
+   * left pending until the next unwindable check reaches `gridvm.yield` (see armPending).
    */
   private onTick(): void {
     this.checkLimits();
-    if (this.pendingAction !== undefined) {
-      this.backoff = Math.min(this.slice, this.backoff * 2 + 1);
-      this.armBudget(Math.min(this.backoff, this.nextSlice()));
-      return;
+    if (this.pendingAction === undefined) {
+      const a = this.decide();
+      if (a === 'continue') {
+        this.armBudget(this.nextSlice());
+        return;
+      }
+      this.pendingAction = a;
     }
-    const a = this.decide();
-    if (a === 'continue') {
-      this.armBudget(this.nextSlice());
-      return;
-    }
-    this.pendingAction = a;
-    this.backoff = 0;
-    this.armBudget(0);
+    this.armPending();
   }
 
   /** `gridvm.yield`: the budget ran out in a function that can unwind (and once more at the end of a rewind). */

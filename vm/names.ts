@@ -2,3 +2,4 @@
 export const BUDGET_GLOBAL = '__gridvm_budget';
 export const MEMLIMIT_GLOBAL = '__gridvm_mem_limit';
 export const GLOBAL_EXPORT_PREFIX = '__gridvm_g';
+export const TICK_FLOOR_GLOBAL = '__gridvm_tick_floor';

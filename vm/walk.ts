@@ -10,6 +10,10 @@ import binaryen from 'binaryen';
  */
 export interface WalkFacts {
   loops: number[];
+  /** for each loop, how many loops of the same function enclose it */
+  loopDepth: number[];
+  /** whether some loop body makes a call (direct or indirect) */
+  loopCalls: boolean;
   grows: number[];
   calls: Set<string>;
   indirect: boolean;
@@ -98,11 +102,13 @@ const TRY = b.TryId;
 export const unknownKinds = new Map<number, number>();
 
 export function walkFunction(body: number): WalkFacts {
-  const facts: WalkFacts = { loops: [], grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0 };
+  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0 };
   if (!body) return facts;
   const stack: number[] = [body];
+  const depths: number[] = [0];
   while (stack.length) {
     const expr = stack.pop()!;
+    const depth = depths.pop()!;
     const id = binaryen.getExpressionId(expr);
     if (SINGLE[id] !== undefined && SINGLE[id]!.length === 0 && MULTI[id]!.length === 0) {
       if (id === REF_FUNC) facts.refFuncs.add((binaryen.getExpressionInfo(expr) as unknown as Info).func as string);
@@ -116,10 +122,18 @@ export function walkFunction(body: number): WalkFacts {
       unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
       continue;
     }
-    if (id === LOOP) facts.loops.push(expr);
+    if (id === LOOP) {
+      facts.loops.push(expr);
+      facts.loopDepth.push(depth);
+    }
     else if (id === GROW) facts.grows.push(expr);
-    else if (id === CALL) facts.calls.add(info.target as string);
-    else if (id === CALL_INDIRECT || id === CALL_REF) facts.indirect = true;
+    else if (id === CALL) {
+      facts.calls.add(info.target as string);
+      if (depth > 0) facts.loopCalls = true;
+    } else if (id === CALL_INDIRECT || id === CALL_REF) {
+      facts.indirect = true;
+      if (depth > 0) facts.loopCalls = true;
+    }
     else if (id === REF_FUNC) facts.refFuncs.add(info.func as string);
     else if (id === TRY) facts.tries++;
     const single = SINGLE[id];
@@ -129,6 +143,7 @@ export function walkFunction(body: number): WalkFacts {
         if (k === 'id' || k === 'type') continue;
         if (Array.isArray(v)) for (const c of v) if (typeof c === 'number' && c) stack.push(c);
       }
+      while (depths.length < stack.length) depths.push(depth);
       continue;
     }
     for (const f of single) {
@@ -142,6 +157,8 @@ export function walkFunction(body: number): WalkFacts {
         if (arr) for (let i = arr.length - 1; i >= 0; i--) if (arr[i]) stack.push(arr[i]!);
       }
     }
+    const childDepth = id === LOOP ? depth + 1 : depth;
+    while (depths.length < stack.length) depths.push(childDepth);
   }
   return facts;
 }

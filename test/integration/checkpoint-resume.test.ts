@@ -115,6 +115,19 @@ describe('checkpoint at 24 points and resume each in a fresh worker thread', () 
   }
 });
 
+describe('checkpoint requests', () => {
+  it.skipIf(!hasClang() && process.env.CI !== 'true')('a suspend requested while the budget runs out in code that cannot unwind still happens (regression: aliasing with the tick budget)', async () => {
+    const full = await run(guestPath('nbody'), { args: ['8000000'], stdout: 'ignore' });
+    for (const frac of [0.2, 1 / 3, 0.5, 0.77]) {
+      const at = Math.floor(full.fuelUsed * frac);
+      const r = await run(guestPath('nbody'), { args: ['8000000'], stdout: 'ignore', checkpointAtFuel: [at], suspendAtCheckpoint: true });
+      expect(r.suspended, `suspend at ${frac}`).toBe(true);
+      expect(r.fuelUsed).toBeGreaterThanOrEqual(at);
+      expect(r.fuelUsed).toBeLessThan(at + full.fuelUsed / 20);
+    }
+  });
+});
+
 describe('checkpoint files', () => {
   it.skipIf(!hasClang() && process.env.CI !== 'true')('a corrupted, truncated or foreign checkpoint is refused with a clear error', async () => {
     const dir = mkdtempSync(join(tmp, 'bad-'));
