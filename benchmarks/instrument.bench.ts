@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { INSTRUMENT_VERSION, instrument, prepareJob, sha256Hex } from '../vm/index.js';
+import { INSTRUMENT_VERSION, instrument, moduleCacheKey, prepareJob, sha256Hex } from '../vm/index.js';
 import { DiskModuleCache } from '../runtime-node/cache.js';
 import { guestBuildDir, log, median, ms, repoRoot, table, type Section } from './lib.js';
 
@@ -60,7 +60,7 @@ export async function benchInstrument(opts: { iters?: number } = {}): Promise<Se
     // fresh processes
     const freshCold = Array.from({ length: 3 }, () => child(biggest, 'cold'));
     // fill the disk cache for the unmodified module, then read it from fresh processes
-    const key = `${await sha256Hex(bytes)}-v${INSTRUMENT_VERSION}`;
+    const key = moduleCacheKey(await sha256Hex(bytes));
     const out = instrument(bytes);
     await disk.put(key, { bytes: out.bytes, info: out.info });
     const freshDisk = Array.from({ length: 3 }, () => child(biggest, 'disk', dir));
@@ -82,7 +82,7 @@ export async function benchInstrument(opts: { iters?: number } = {}): Promise<Se
     const diskHit: number[] = [];
     for (let i = 0; i < iters; i++) {
       const b = fresh();
-      const k = `${await sha256Hex(b)}-v${INSTRUMENT_VERSION}`;
+      const k = moduleCacheKey(await sha256Hex(b));
       await disk.put(k, { bytes: out.bytes, info: out.info });
       const t0 = performance.now();
       const j = await prepareJob(b, { cache: disk });

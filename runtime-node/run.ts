@@ -3,6 +3,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { Process, Trap, type MountSpec } from '../kernel/index.js';
 import {
   applyChain,
+  concatChunks,
   compileInstrumented,
   createPageEngine,
   Machine,
@@ -305,12 +306,5 @@ function memFilesOf(proc: Process, mounts: MountSpec[]): Record<string, Uint8Arr
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const outb = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    outb.set(c, off);
-    off += c.length;
-  }
-  return outb;
+  return chunks.length === 1 ? chunks[0]! : concatChunks(chunks);
 }

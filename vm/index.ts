@@ -1,6 +1,6 @@
 // The Grid VM: load, validate, instrument, instantiate, run, snapshot, restore. Platform-free.
 export { instrument, INSTRUMENT_VERSION, SUSPENDING_IMPORTS, type InstrumentInfo, type InstrumentOptions } from './instrument.js';
-export { prepareJob, compileInstrumented, checkWasmHeader, sha256Hex, type CompiledJob, type ModuleCache } from './job.js';
+export { prepareJob, moduleCacheKey, compileInstrumented, checkWasmHeader, sha256Hex, type CompiledJob, type ModuleCache } from './job.js';
 export { Machine, Control, type MachineOptions, type Snapshot, type RunOutcome, type YieldAction, type GlobalValue } from './machine.js';
 export {
   encodeSnapshot,

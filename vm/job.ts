@@ -11,6 +11,11 @@ export interface ModuleCache {
 }
 
 
+/** The cache key of an instrumented module: the source's hash, the instrumentation version and its options. */
+export function moduleCacheKey(sourceHash: string, opts?: InstrumentOptions): string {
+  return `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts?.optimizeLevel ?? 1}`;
+}
+
 const memoryCache = new Map<string, { bytes: Uint8Array; info: InstrumentInfo; module?: WebAssembly.Module }>();
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
@@ -38,7 +43,7 @@ export async function prepareJob(
 ): Promise<CompiledJob> {
   checkWasmHeader(original);
   const sourceHash = await sha256Hex(original);
-  const key = `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts.instrument?.optimizeLevel ?? 1}`;
+  const key = moduleCacheKey(sourceHash, opts.instrument);
   let hit = memoryCache.get(key);
   let cached = !!hit;
   if (!hit && opts.cache) {

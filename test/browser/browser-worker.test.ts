@@ -20,6 +20,7 @@ import { resumeInWorker } from '../../runtime-node/resume.js';
 import { run, type RunResult } from '../../runtime-node/run.js';
 import { createPageEngine, prepareJob, type CompiledJob, type InstrumentInfo } from '../../vm/index.js';
 import { guestPath, hasGuest, repoRoot } from '../harness/guests.js';
+import { concat, pool, spread } from '../harness/util.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -57,27 +58,6 @@ interface PageRequest {
 const b64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 const dec = new TextDecoder();
-const concat = (a: Uint8Array, b: Uint8Array) => {
-  const o = new Uint8Array(a.length + b.length);
-  o.set(a);
-  o.set(b, a.length);
-  return o;
-};
-const spread = (total: number, n: number) => Array.from({ length: n }, (_, i) => Math.floor((total * (i + 1)) / (n + 1)));
-
-async function pool<T, R>(items: T[], n: number, f: (t: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await f(items[i]!);
-      }
-    }),
-  );
-  return out;
-}
 
 /** Rebuild dist/browser/worker.js if any source it bundles is newer (a stale bundle would test old code). */
 function ensureBundle(): void {

@@ -7,6 +7,7 @@ import { resumeInWorker } from '../../runtime-node/resume.js';
 import { loadChain } from '../../runtime-node/checkpoints.js';
 import { createPageEngine } from '../../vm/index.js';
 import { guestPath, hasClang } from '../harness/guests.js';
+import { concat, pool, spread } from '../harness/util.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'gridvm-ckpt-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,30 +30,7 @@ const cases: Case[] = [
 ];
 
 const dec = new TextDecoder();
-const concat = (a: Uint8Array, b: Uint8Array) => {
-  const o = new Uint8Array(a.length + b.length);
-  o.set(a);
-  o.set(b, a.length);
-  return o;
-};
 
-async function pool<T, R>(items: T[], n: number, f: (t: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await f(items[i]!);
-      }
-    }),
-  );
-  return out;
-}
-
-function spread(total: number, n: number): number[] {
-  return Array.from({ length: n }, (_, i) => Math.floor((total * (i + 1)) / (n + 1)));
-}
 
 async function checkpointAndResumeAll(k: Case, full: RunResult, delta: boolean): Promise<void> {
   const dir = mkdtempSync(join(tmp, `${k.guest}-${delta ? 'delta' : 'full'}-`));

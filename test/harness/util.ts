@@ -1,0 +1,26 @@
+/** Small helpers shared by the tests. */
+
+export const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
+  const o = new Uint8Array(a.length + b.length);
+  o.set(a);
+  o.set(b, a.length);
+  return o;
+};
+
+/** n fuel (or other) values evenly spread strictly inside (0, total). */
+export const spread = (total: number, n: number): number[] => Array.from({ length: n }, (_, i) => Math.floor((total * (i + 1)) / (n + 1)));
+
+/** Map over items with at most n promises in flight. */
+export async function pool<T, R>(items: T[], n: number, f: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await f(items[i]!);
+      }
+    }),
+  );
+  return out;
+}
