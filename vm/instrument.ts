@@ -1,11 +1,12 @@
 import binaryen from 'binaryen';
 import { walkFunction, unknownKinds } from './walk.js';
 import { recursiveFunctions } from './callgraph.js';
+import { renameFunctionNames } from './namesection.js';
 import { InstrumentError } from './errors.js';
 import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 4;
+export const INSTRUMENT_VERSION = 5;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -85,13 +86,19 @@ export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): 
   const progress = opts.onProgress ?? (() => {});
   progress('parse', 0);
   let m: binaryen.Module;
+  // functions already named like Asyncify's own (a module built with Asyncify) would clash with our pass
+  const pre = renameFunctionNames(original, (n) => (ASYNCIFY_EXPORTS.includes(n) ? `__inner_${n}` : undefined));
   try {
-    m = binaryen.readBinary(original);
+    m = binaryen.readBinary(pre.bytes);
   } catch (e) {
     throw new InstrumentError(`not a valid WebAssembly module: ${(e as Error).message}`, { cause: e });
   }
   try {
     return instrumentModule(m, opts, progress);
+  } catch (e) {
+    if (e instanceof InstrumentError) throw e;
+    const msg = e instanceof Error ? e.message : typeof e === 'object' ? JSON.stringify(e) : String(e);
+    throw new InstrumentError(`Binaryen failed while instrumenting the module: ${msg}`, { cause: e });
   } finally {
     m.dispose();
   }

@@ -16,7 +16,7 @@ export function moduleCacheKey(sourceHash: string, opts?: InstrumentOptions): st
   return `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts?.optimizeLevel ?? 1}`;
 }
 
-const memoryCache = new Map<string, { bytes: Uint8Array; info: InstrumentInfo; module?: WebAssembly.Module }>();
+const memoryCache = new Map<string, { bytes: Uint8Array; info: InstrumentInfo; module?: WebAssembly.Module; hash?: string }>();
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
 
@@ -63,5 +63,6 @@ export async function prepareJob(
   if (!memoryCache.has(key)) memoryCache.set(key, hit);
   const module = hit.module ?? new WebAssembly.Module(hit.bytes as Uint8Array<ArrayBuffer>);
   hit.module = module;
-  return { hash: await sha256Hex(hit.bytes), sourceHash, bytes: hit.bytes, module, info: hit.info, cached };
+  hit.hash ??= await sha256Hex(hit.bytes);
+  return { hash: hit.hash, sourceHash, bytes: hit.bytes, module, info: hit.info, cached };
 }

@@ -171,11 +171,15 @@ export function fdClose(p: Process, fd: number): void {
 }
 
 /** Move `from` onto `to` (which must be open, and is closed first). */
+/**
+ * Move `from` onto `to`, closing `to` first if it is open. Like dup2, a closed `to` is accepted (wasmtime and
+ * uvwasi refuse it with BADF; real programs such as YoWASP's Yosys rely on it: renumber(1, 7) then renumber(6, 1)).
+ */
 export function fdRenumber(p: Process, from: number, to: number): void {
   const e = p.fd(from);
-  p.fd(to);
   if (from === to) return;
-  p.closeFd(to);
+  if (!Number.isInteger(to) || to < 0 || to >= p.fds.capacity) throw new KernelError(Errno.BADF, `fd ${to} is out of range`);
+  if (p.fds.get(to) !== undefined) p.closeFd(to);
   const h = p.handles.get(from);
   p.fds.remove(from);
   p.handles.delete(from);

@@ -68,6 +68,32 @@ describe('limits and bad input', () => {
     await expect(run(bytes, { cache: false })).rejects.toThrow(/env\.foo.*wasi_snapshot_preview1\.bogus_call|wasi_snapshot_preview1\.bogus_call.*env\.foo/);
   });
 
+  it('a module with its own asyncify_* functions and exports (an Asyncify build) is instrumented and runs', async () => {
+    binaryen.setDebugInfo(true);
+    const bytes = wasiModule((m) => {
+      m.addFunctionImport('proc_exit', 'wasi_snapshot_preview1', 'proc_exit', binaryen.i32, binaryen.none);
+      m.addGlobal('counter', binaryen.i32, true, m.i32.const(0));
+      // the module's own "asyncify" helper, named and exported as Binaryen's pass would name its own
+      m.addFunction('asyncify_start_unwind', binaryen.i32, binaryen.none, [], m.global.set('counter', m.i32.add(m.global.get('counter', binaryen.i32), m.local.get(0, binaryen.i32))));
+      m.addFunctionExport('asyncify_start_unwind', 'asyncify_start_unwind');
+      m.addFunction('_start', binaryen.none, binaryen.none, [binaryen.i32], m.block(null, [
+        m.loop('l', m.block(null, [
+          m.call('asyncify_start_unwind', [m.i32.const(1)], binaryen.none),
+          m.local.set(0, m.i32.add(m.local.get(0, binaryen.i32), m.i32.const(1))),
+          m.br('l', m.i32.lt_u(m.local.get(0, binaryen.i32), m.i32.const(3_000_000))),
+        ])),
+        m.call('proc_exit', [m.i32.sub(m.global.get('counter', binaryen.i32), m.i32.const(3_000_000 - 7))], binaryen.none),
+      ]));
+      m.addFunctionExport('_start', '_start');
+    });
+    binaryen.setDebugInfo(false);
+    const r = await run(bytes, { cache: false, checkpointAtFuel: [1_000_000], suspendAtCheckpoint: true });
+    expect(r.trap).toBeUndefined();
+    expect(r.suspended).toBe(true);
+    const full = await run(bytes, { cache: false });
+    expect(full.exitCode).toBe(7);
+  });
+
   it('a module that is not a WASI command is refused', async () => {
     const bytes = wasiModule((m) => {
       m.addFunction('add', binaryen.createType([binaryen.i32, binaryen.i32]), binaryen.i32, [], m.i32.add(m.local.get(0, binaryen.i32), m.local.get(1, binaryen.i32)));

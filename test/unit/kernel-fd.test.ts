@@ -252,6 +252,17 @@ describe.each(kinds)('file I/O on a %s mount', (kind, spec) => {
     expect(g.call('fd_advise', fd, 0n, 0n, 9)).toBe(Errno.INVAL);
   });
 
+  it('fd_renumber onto a closed fd moves it there, like dup2 (real programs rely on it)', () => {
+    const g = guest();
+    const a = g.openOk(3, 'rc', OFLAGS.CREAT);
+    g.write(a, 'xyz');
+    expect(g.call('fd_renumber', 1, 40)).toBe(0);
+    expect(g.call('fd_renumber', a, 1)).toBe(0);
+    g.seek(1, 0n, 0);
+    expect(dec.decode(g.readFd(1, 10)[1])).toBe('xyz');
+    expect(g.readFd(a, 1)[0]).toBe(Errno.BADF);
+  });
+
   it('fd_renumber moves an fd onto another open fd and keeps its offset', () => {
     const g = guest();
     const a = g.openOk(3, 'ra', OFLAGS.CREAT);
@@ -262,8 +273,8 @@ describe.each(kinds)('file I/O on a %s mount', (kind, spec) => {
     g.write(b, 'Z');
     g.seek(b, 0n, 0);
     expect(dec.decode(g.readFd(b, 10)[1])).toBe('aaaaZ');
-    expect(g.call('fd_renumber', b, 99)).toBe(Errno.BADF);
     expect(g.call('fd_renumber', 77, b)).toBe(Errno.BADF);
+    expect(g.call('fd_renumber', b, 1 << 20)).toBe(Errno.BADF);
     // the freed number is reused first
     expect(g.openOk(3, 'ra')).toBe(a);
   });
