@@ -12,18 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { INSTRUMENT_VERSION, instrument, moduleCacheKey, prepareJob, sha256Hex } from '../vm/index.js';
 import { DiskModuleCache } from '../runtime-node/cache.js';
+import { uleb128 } from '../vm/namesection.js';
 import { guestBuildDir, log, median, ms, repoRoot, table, type Section } from './lib.js';
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
+const leb = uleb128;
 
 /** The module with a custom section `gridvm-bench` = tag appended: same code, different hash. */
 export function withCustomSection(bytes: Uint8Array, tag: string): Uint8Array {

@@ -343,7 +343,8 @@ export class Machine {
       pages: mem.length / PAGE_SIZE,
       globals: this.globals.map((g) => g.value as GlobalValue),
       asyncify: new Uint8Array(0),
-      kernel: this.proc.saveState(),
+      // a tier-up re-entry ('continue') discards the capture: only a checkpoint needs the kernel's state
+      kernel: action === 'continue' ? (null as unknown as ProcessState) : this.proc.saveState(),
       fuelUsed,
       stdoutBytes: this.proc.stdoutBytes,
       stderrBytes: this.proc.stderrBytes,

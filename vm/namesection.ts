@@ -4,6 +4,8 @@
  * those names and fails at its very end. Binaryen cannot rename a function, so the name section is rewritten
  * before parsing; every other name is kept.
  */
+import { concatChunks } from './snapshot.js';
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -19,7 +21,8 @@ function readU32(b: Uint8Array, p: number): [number, number] {
   }
 }
 
-function u32(n: number): number[] {
+/** Unsigned LEB128 encoding of a u32. */
+export function uleb128(n: number): number[] {
   const out: number[] = [];
   do {
     let x = n & 0x7f;
@@ -30,15 +33,6 @@ function u32(n: number): number[] {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const c of parts) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
-}
 
 /** Rewrite the function-names subsection so that names for which `rename` returns a string get it. */
 export function renameFunctionNames(bytes: Uint8Array, rename: (name: string) => string | undefined): { bytes: Uint8Array; renamed: string[] } {
@@ -62,7 +56,7 @@ export function renameFunctionNames(bytes: Uint8Array, rename: (name: string) =>
       q = s0 + slen;
       if (sid === 1) {
         let [count, r] = readU32(sub, 0);
-        const out: Uint8Array[] = [Uint8Array.from(u32(count))];
+        const out: Uint8Array[] = [Uint8Array.from(uleb128(count))];
         for (let i = 0; i < count; i++) {
           let idx: number;
           let l: number;
@@ -76,15 +70,15 @@ export function renameFunctionNames(bytes: Uint8Array, rename: (name: string) =>
             name = to;
           }
           const nb = enc.encode(name);
-          out.push(Uint8Array.from([...u32(idx), ...u32(nb.length)]), nb);
+          out.push(Uint8Array.from([...uleb128(idx), ...uleb128(nb.length)]), nb);
         }
-        sub = concat(out);
+        sub = concatChunks(out);
       }
-      parts.push(Uint8Array.from([sid, ...u32(sub.length)]), sub);
+      parts.push(Uint8Array.from([sid, ...uleb128(sub.length)]), sub);
     }
     if (!renamed.length) return { bytes, renamed };
-    const payload = concat([Uint8Array.from([...u32(4)]), enc.encode('name'), ...parts]);
-    return { bytes: concat([bytes.subarray(0, start), Uint8Array.from([0, ...u32(payload.length)]), payload, bytes.subarray(end)]), renamed };
+    const payload = concatChunks([Uint8Array.from([...uleb128(4)]), enc.encode('name'), ...parts]);
+    return { bytes: concatChunks([bytes.subarray(0, start), Uint8Array.from([0, ...uleb128(payload.length)]), payload, bytes.subarray(end)]), renamed };
   }
   return { bytes, renamed: [] };
 }

@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
 /** Small helpers shared by the tests. */
 
 export const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
@@ -22,5 +25,19 @@ export async function pool<T, R>(items: T[], n: number, f: (t: T) => Promise<R>)
       }
     }),
   );
+  return out;
+}
+
+/** Every regular file under `dir`: relative path -> contents (latin1: one char per byte). */
+export function filesOf(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out[relative(dir, p)] = readFileSync(p).toString('latin1');
+    }
+  };
+  walk(dir);
   return out;
 }

@@ -12,6 +12,7 @@ import { loadChain } from '../../runtime-node/checkpoints.js';
 import { createPageEngine } from '../../vm/index.js';
 import { guestPath, hasClang, nativePath } from '../harness/guests.js';
 import { runNative } from '../harness/reference.js';
+import { filesOf } from '../harness/util.js';
 
 const cli = fileURLToPath(new URL('../../bin/gridvm.js', import.meta.url));
 const needC = !hasClang() && process.env.CI !== 'true';
@@ -75,19 +76,6 @@ const text = (b: Buffer): string => b.toString('latin1');
 const show = (r: Cli): string => `exit ${r.code} signal ${r.signal}\n--- stderr ---\n${r.stderr.toString()}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Every regular file under `dir`: relative path -> contents. */
-function filesOf(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[relative(dir, p)] = readFileSync(p).toString('latin1');
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 interface Inspected {
   file: string;

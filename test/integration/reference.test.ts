@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { run, type RunOptions as GridOptions, type RunResult as GridResult } from '../../runtime-node/run.js';
 import { hasClang, listGuests, type GuestInfo } from '../harness/guests.js';
 import { runNative, runReference, type RunResult as RefResult } from '../harness/reference.js';
+import { filesOf } from '../harness/util.js';
 
 const clang = hasClang();
 const temps: string[] = [];
@@ -23,19 +24,6 @@ afterAll(() => {
 /** Bytes as a string with one char per byte (exact, and readable in a diff). */
 const bytes = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 
-/** Every regular file under `dir`: relative path -> contents (latin1). */
-function filesOf(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[relative(dir, p)] = readFileSync(p).toString('latin1');
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /** gridvm's in-memory directory files ("/data/sub/a.txt") relative to the mount ("sub/a.txt"). */
 function memFilesUnder(files: Record<string, Uint8Array> | undefined, guest: string): Record<string, string> {

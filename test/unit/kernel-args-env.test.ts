@@ -2,20 +2,12 @@ import { describe, it, expect } from 'vitest';
 import { Errno, ProcExit, Process, SYSCALLS, link } from '../../kernel/index.js';
 import { createNodePlatform } from '../../runtime-node/platform.js';
 import { Guest, dec } from './kernel-helpers.js';
+import { uleb128 } from '../../vm/namesection.js';
 
 /** A wasm module importing every SYSCALLS entry with its signature, exporting a memory. */
 function allImportsModule(): Uint8Array {
   const code = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c } as const;
-  const leb = (n: number): number[] => {
-    const out: number[] = [];
-    do {
-      let b = n & 0x7f;
-      n >>>= 7;
-      if (n) b |= 0x80;
-      out.push(b);
-    } while (n);
-    return out;
-  };
+  const leb = uleb128;
   const str = (s: string): number[] => [...leb(s.length), ...new TextEncoder().encode(s)];
   const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
   const types: number[] = [...leb(SYSCALLS.length)];
