@@ -76,12 +76,8 @@ scope.onmessage = async (ev: { data: RunRequest }) => {
     );
     const points = [...(req.checkpointAtFuel ?? [])].sort((a, b) => a - b);
     const elapsedBase = typeof req.meta?.elapsedMs === 'number' ? req.meta.elapsedMs : undefined;
-    // Machine.elapsedMs leaves out the current run() while onCheckpoint runs (finishUnwind already set the state to
-    // Idle), so time the run here, as runtime-node/run.ts does
-    let runStartedAt: number | undefined;
-    const elapsedNow = () => (runStartedAt === undefined ? m.elapsedMs : performance.now() - runStartedAt);
     const onCheckpoint = (s: Snapshot) => {
-      const meta = req.meta && elapsedBase !== undefined ? { ...req.meta, elapsedMs: elapsedBase + elapsedNow() } : req.meta;
+      const meta = req.meta && elapsedBase !== undefined ? { ...req.meta, elapsedMs: elapsedBase + m.elapsedMs } : req.meta;
       const enc = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(meta ? { meta } : {}) });
       const bytes = concatChunks(enc.chunks); // always a fresh buffer: safe to transfer
       post(
@@ -104,7 +100,6 @@ scope.onmessage = async (ev: { data: RunRequest }) => {
     });
     if (chain && from) m.restore(from, (dst) => applyChain(chain, dst));
     let out: RunOutcome;
-    runStartedAt = performance.now();
     try {
       out = m.run();
     } catch (e) {
@@ -112,7 +107,6 @@ scope.onmessage = async (ev: { data: RunRequest }) => {
       if (e instanceof Trap) out = { kind: 'trap', trap: e };
       else throw e;
     }
-    runStartedAt = undefined;
     if (out.kind === 'suspended') onCheckpoint(out.snapshot);
     post({
       type: 'done',

@@ -206,10 +206,6 @@ async function execute(
   let nextCkptAt = o.checkpointEveryMs ?? Infinity;
   let lastCheckpoint: string | undefined;
   const elapsedBase = from?.elapsedMs ?? 0;
-  // running time of this execution, measured here: inside machine.run() the Machine is idle between an unwind and
-  // the next rewind, and its elapsedMs then leaves out the current run (it read 0 in every periodic checkpoint)
-  let runStartedAt: number | undefined;
-  const elapsedNow = (): number => elapsedBase + (runStartedAt === undefined ? machine.elapsedMs : performance.now() - runStartedAt);
   const onCheckpoint = (s: Snapshot): void => {
     let path: string | undefined;
     if (writer) {
@@ -222,7 +218,7 @@ async function execute(
           ...(o.fuel !== undefined ? { fuel: o.fuel } : {}),
           ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
         },
-        elapsedMs: elapsedNow(),
+        elapsedMs: elapsedBase + machine.elapsedMs,
       };
       path = writer.write(s, meta).path;
       lastCheckpoint = path;
@@ -255,7 +251,6 @@ async function execute(
   if (from) machine.restore(from.snap, from.apply);
   let outcome: RunOutcome;
   try {
-    runStartedAt = performance.now();
     outcome = machine.run();
   } catch (e) {
     if (e instanceof Trap) outcome = { kind: 'trap', trap: e };
