@@ -313,7 +313,7 @@ describe.skipIf(needC)('gridvm CLI', () => {
     let killedTrials = 0;
     for (let trial = 0; trial < 6; trial++) {
       const d = freshDir(`kill-${trial}`);
-      const delay = Math.floor(Math.random() * 500);
+      const delay = Math.floor(Math.random() * 250); // the run lasts ~0.5 s on a quiet machine
       const r = await gridvm(['run', '--checkpoint-every', '20ms', '--checkpoint-dir', d, guestPath('nbody'), '--', ...LONG], {
         killWhen: async (exited) => {
           while (!exited() && !existsSync(join(d, 'latest'))) await sleep(5);
@@ -321,10 +321,11 @@ describe.skipIf(needC)('gridvm CLI', () => {
         },
       });
       const ctx = `trial ${trial}, killed ${delay} ms after the first checkpoint`;
-      if (r.killed) {
+      if (r.killed && r.signal !== null) {
         killedTrials++;
         expect(r.signal, ctx).toBe('SIGKILL');
       } else {
+        // the run finished by itself (possibly just as the kill was sent)
         expect(r.code, `${ctx}: ${show(r)}`).toBe(0);
       }
       // what the killed run printed is a prefix of the real output
