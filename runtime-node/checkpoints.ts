@@ -19,7 +19,7 @@ export const LATEST = 'latest';
 export interface CheckpointMeta {
   moduleFile: string;
   info: InstrumentInfo;
-  mounts: Array<{ guest: string; kind: 'host' | 'memory'; host?: string; readonly?: boolean }>;
+  mounts: Array<{ guest: string; kind: 'host' | 'memory' | 'proc'; host?: string; readonly?: boolean }>;
   limits: { maxMemoryBytes?: number; fuel?: number; timeoutMs?: number };
   elapsedMs: number;
   source?: string;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the guest jobs used by tests and benchmarks (see test/guests/README.md):
 //   test/guests/c/NAME.c   -> test/guests/build/NAME.wasm   (clang --target=wasm32-wasi --sysroot=/usr -O2)
-//                          -> test/guests/build/NAME.native (gcc -O2, the reference for output comparisons)
+//                          -> test/guests/build/NAME.native (gcc -O2, the reference for output comparisons;
+//                             not for sources with a `// native: none` line, e.g. guests that use sdk/c/gridvm.h)
 //   test/guests/as/NAME.ts -> test/guests/build/NAME.wasm   (AssemblyScript, test/guests/as/asconfig.json)
 // Incremental: a target is skipped when it is newer than its inputs and this script. Outputs are written to a
 // temporary name and renamed, so a concurrent reader never sees half a file.
@@ -17,6 +18,8 @@ const self = fileURLToPath(import.meta.url);
 const root = join(dirname(self), '..');
 const cDir = join(root, 'test/guests/c');
 const asDir = join(root, 'test/guests/as');
+const sdkCDir = join(root, 'sdk/c');
+const sdkAsDir = join(root, 'sdk/assemblyscript');
 const outDir = join(root, 'test/guests/build');
 const ascJs = join(root, 'node_modules/assemblyscript/bin/asc.js');
 
@@ -27,6 +30,8 @@ const only = new Set(argv.filter((a) => !a.startsWith('--')));
 const ci = /^(1|true|yes)$/i.test(process.env.CI ?? '');
 
 const WASM_CC = ['--target=wasm32-wasi', '--sysroot=/usr'];
+// the gridvm SDK header (grid calls): wasm builds only, there is no native implementation
+const WASM_INCLUDES = ['-I', sdkCDir];
 const CFLAGS = ['-O2', '-Wall'];
 // gcc: never contract a*b+c into an FMA, so doubles match wasm (which has no FMA) bit for bit on any host.
 const NATIVE_CFLAGS = ['-O2', '-Wall', '-ffp-contract=off'];
@@ -43,12 +48,16 @@ const listRecursive = (dir) => {
     e.isDirectory() ? listRecursive(join(dir, e.name)) : [join(dir, e.name)]);
 };
 
-/** Per-guest flags from comment lines in the C source: `// cflags: ...`, `// wasm-ldflags: ...`, `// native-ldflags: ...`. */
+/**
+ * Per-guest flags from comment lines in the C source: `// cflags: ...`, `// wasm-ldflags: ...`, `// native-ldflags: ...`,
+ * and `// native: none` (no native reference: the guest imports gridvm calls).
+ */
 function directives(src) {
   const text = readFileSync(src, 'utf8');
   const get = (key) => [...text.matchAll(new RegExp(`^//\\s*${key}:\\s*(.*)$`, 'gm'))]
     .flatMap((m) => m[1].trim().split(/\s+/).filter(Boolean));
-  return { cflags: get('cflags'), wasmLdflags: get('wasm-ldflags'), nativeLdflags: get('native-ldflags') };
+  return { cflags: get('cflags'), wasmLdflags: get('wasm-ldflags'), nativeLdflags: get('native-ldflags'),
+    native: !get('native').includes('none') };
 }
 
 function run(cmd, args, opts = {}) {
@@ -92,7 +101,7 @@ async function produce(out, steps) {
 function cTargets() {
   const sources = filesIn(cDir, '.c');
   if (sources.length === 0) return [];
-  const scriptTime = mtime(self);
+  const scriptTime = Math.max(mtime(self), ...filesIn(sdkCDir, '.h').map(mtime));
   const targets = [];
   for (const src of sources) {
     const name = basename(src, '.c');
@@ -107,13 +116,13 @@ function cTargets() {
         // Compile and link separately: a `clang -O2` link step would run wasm-opt when it is on PATH, which strips the
         // "name" section (needed for trap stacks) and makes the output depend on the machine.
         steps: (tmp) => [
-          ['clang', [...WASM_CC, ...CFLAGS, ...d.cflags, '-c', src, '-o', `${tmp}.o`]],
+          ['clang', [...WASM_CC, ...WASM_INCLUDES, ...CFLAGS, ...d.cflags, '-c', src, '-o', `${tmp}.o`]],
           ['clang', [...WASM_CC, `${tmp}.o`, '-o', tmp, '-Wl,--strip-debug', ...d.wasmLdflags]],
           ['rm', ['-f', `${tmp}.o`]],
         ],
       });
     }
-    if (force || mtime(native) <= newest) {
+    if (d.native && (force || mtime(native) <= newest)) {
       targets.push({
         name, kind: 'native', out: native, needs: 'gcc',
         steps: (tmp) => [['gcc', [...NATIVE_CFLAGS, ...d.cflags, src, '-o', tmp, ...d.nativeLdflags, '-lm']]],
@@ -126,7 +135,7 @@ function cTargets() {
 function asTargets() {
   const sources = filesIn(asDir, '.ts');
   // Every AS guest depends on the shared library files and the config too.
-  const shared = listRecursive(asDir).filter((f) => !sources.includes(f));
+  const shared = [...listRecursive(asDir).filter((f) => !sources.includes(f)), ...listRecursive(sdkAsDir)];
   const newestShared = Math.max(mtime(self), ...shared.map(mtime));
   const targets = [];
   for (const src of sources) {

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerGridControl } from './commands/grid-ctl.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerResume, registerRun } from './commands/run.js';
 import { ExitCode } from './exit-codes.js';
@@ -15,6 +16,7 @@ export async function main(argv: string[]): Promise<void> {
   registerRun(program);
   registerResume(program);
   registerInspect(program);
+  registerGridControl(program);
   try {
     await program.parseAsync(argv);
   } catch (e) {

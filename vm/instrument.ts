@@ -3,18 +3,25 @@ import { walkFunction, unknownKinds } from './walk.js';
 import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
 import { InstrumentError } from './errors.js';
+import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 5;
+export const INSTRUMENT_VERSION = 6;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
 const LIMIT_FN = '__gridvm_memory_limit';
 const GROW_CHECK_FN = '__gridvm_grow_check';
 
-/** The imports that may suspend a job (Asyncify's `asyncify-imports`). Keep this list as small as possible. */
-export const SUSPENDING_IMPORTS = ['gridvm.yield'];
+/**
+ * The imports that may suspend a job (Asyncify's `asyncify-imports`): the yield check, and the syscall table's
+ * blocking calls (gridvm.spawn/fork/wait). Only those a module imports cost anything. Keep this list small.
+ */
+export const SUSPENDING_IMPORTS: readonly string[] = Object.freeze([
+  'gridvm.yield',
+  ...SYSCALLS.filter((s) => s.blocking).map((s) => `${s.ns}.${s.name}`),
+]);
 
 export interface InstrumentInfo {
   version: number;
@@ -80,7 +87,7 @@ const ASYNCIFY_EXPORTS = ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyn
  * 2. every memory.grow goes through a check against `__gridvm_mem_limit` (pages) that reports to
  *    `gridvm.memory_limit` before the limit is passed.
  * 3. every mutable global is exported (`__stack_pointer` above all).
- * 4. Asyncify, limited to `gridvm.yield`.
+ * 4. Asyncify, limited to SUSPENDING_IMPORTS (`gridvm.yield` and the blocking grid calls).
  */
 export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): InstrumentOutput {
   const progress = opts.onProgress ?? (() => {});

@@ -1,4 +1,4 @@
-import { ProcExit, Trap, type Process, type ProcessState } from '../kernel/index.js';
+import { ProcExit, SYSCALLS, Trap, type GridCall, type GridResult, type HostFn, type Process, type ProcessState } from '../kernel/index.js';
 import { BUDGET_GLOBAL, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 import type { CompiledJob } from './compiled.js';
 import { LinkError, SnapshotError } from './errors.js';
@@ -53,6 +53,11 @@ export interface Snapshot {
   stderrBytes: number;
   /** sequence number of this checkpoint within the run */
   seq: number;
+  /**
+   * Set when the snapshot was taken at a blocking grid call (spawn, fork, wait): the job continues only after
+   * `restore(s)` and `resolveBlocked(answer)`.
+   */
+  blocked?: GridCall;
 }
 
 export type GlobalValue = number | bigint;
@@ -60,7 +65,12 @@ export type GlobalValue = number | bigint;
 export type RunOutcome =
   | { kind: 'exit'; code: number }
   | { kind: 'trap'; trap: Trap }
-  | { kind: 'suspended'; snapshot: Snapshot };
+  | { kind: 'suspended'; snapshot: Snapshot }
+  /** the job made a blocking grid call: answer it (resolveBlocked) and run again, here or from the snapshot elsewhere */
+  | { kind: 'blocked'; snapshot: Snapshot; call: GridCall };
+
+/** What a capture is for: the policy's actions, or a blocking grid call. */
+type CaptureAction = YieldAction | 'block';
 
 const enum State {
   Idle,
@@ -92,7 +102,7 @@ export class Machine {
   private readonly globals: WebAssembly.Global[];
   private state = State.Idle;
   private inRun = false;
-  private action: YieldAction = 'continue';
+  private action: CaptureAction = 'continue';
   private pendingAction: YieldAction | 'reenter' | undefined;
   private fuelBase = 0;
   private armed = 0;
@@ -104,6 +114,11 @@ export class Machine {
   private pending: { blob: Uint8Array; backup: Uint8Array } | undefined;
   private capture: Snapshot | undefined;
   private seq = 0;
+  /** the grid call the job is blocked in (restored from a blocked snapshot, or just made), until answered */
+  private awaiting: GridCall | undefined;
+  private answer: GridResult | undefined;
+  /** the rewind stopped at a blocking import, which now runs again and must reach onBlock */
+  private resuming = false;
   checkpoints = 0;
   memoryPeak = 0;
   memoryLimitHit: { requestedPages: number } | undefined;
@@ -113,7 +128,10 @@ export class Machine {
       yield: () => this.onYield(),
       tick: () => this.onTick(),
       memory_limit: (delta: number) => this.onMemoryLimit(delta),
+      block: (call: GridCall) => this.onBlock(call),
     });
+    const ns = imports as Record<string, Record<string, HostFn>>;
+    for (const s of SYSCALLS) if (s.blocking && ns[s.ns]?.[s.name]) ns[s.ns]![s.name] = this.blockingImport(ns[s.ns]![s.name]!);
     const missing: string[] = [];
     for (const imp of WebAssembly.Module.imports(job.module)) {
       if (imports[imp.module]?.[imp.name] === undefined) missing.push(`${imp.module}.${imp.name}`);
@@ -166,10 +184,31 @@ export class Machine {
     this.seq = s.seq;
     this.memoryPeak = Math.max(this.memoryPeak, this.memory.buffer.byteLength);
     this.pending = { blob: s.asyncify, backup: new Uint8Array(0) };
+    this.awaiting = s.blocked;
+    this.answer = undefined;
   }
 
-  /** Run until exit, trap or suspension. */
+  /** The grid call the job is blocked in (after a 'blocked' outcome or restoring a blocked snapshot), if any. */
+  get blockedCall(): GridCall | undefined {
+    return this.awaiting;
+  }
+
+  /**
+   * Answer the grid call the job is blocked in; the next run() returns it to the job (for `wait`, `status` is written
+   * at the job's status pointer). Needed after restoring a blocked snapshot, or after a 'blocked' outcome (then
+   * restoring is optional on this same Machine).
+   */
+  resolveBlocked(result: GridResult): void {
+    if (!this.awaiting) throw new Error('resolveBlocked: the job is not blocked in a grid call (restore a blocked snapshot first)');
+    if (typeof result?.value !== 'bigint') throw new TypeError('resolveBlocked: result.value must be a bigint (a GPID or a negative errno)');
+    this.answer = { value: result.value, ...(result.status !== undefined ? { status: result.status } : {}) };
+  }
+
+  /** Run until exit, trap, suspension or a blocking grid call. */
   run(): RunOutcome {
+    if (this.awaiting && !this.answer) {
+      throw new Error(`the job is blocked in a grid ${this.awaiting.op} call: call resolveBlocked(result) before run()`);
+    }
     this.runStart = this.opts.now();
     this.inRun = true;
     const at = this.opts.reenterAt ?? [50, 150, 450];
@@ -187,6 +226,14 @@ export class Machine {
         if (this.state !== State.Unwinding) return { kind: 'exit', code: this.proc.exitCode ?? 0 };
         const snap = this.finishUnwind();
         if (this.action === 'suspend') return { kind: 'suspended', snapshot: snap };
+        if (this.action === 'block') {
+          // this instance can go on too, once answered (restore is then optional)
+          this.awaiting = snap.blocked;
+          this.answer = undefined;
+          this.action = 'continue';
+          this.pending = { blob: snap.asyncify, backup: new Uint8Array(0) };
+          return { kind: 'blocked', snapshot: snap, call: snap.blocked! };
+        }
         if (this.action === 'checkpoint') {
           this.checkpoints++;
           this.opts.onCheckpoint?.(snap);
@@ -298,12 +345,8 @@ export class Machine {
   /** `gridvm.yield`: the budget ran out in a function that can unwind (and once more at the end of a rewind). */
   private onYield(): void {
     if (this.state === State.Rewinding) {
-      this.ax.asyncify_stop_rewind();
-      const p = this.pending!;
-      new Uint8Array(this.memory.buffer).set(p.backup, 0);
-      this.pending = undefined;
-      this.state = State.Running;
-      this.armBudget(this.nextSlice());
+      if (this.awaiting) throw new SnapshotError(`the snapshot says the job is blocked in a grid ${this.awaiting.op} call, but its call stack ends at a yield`);
+      this.finishRewind();
       return;
     }
     this.checkLimits();
@@ -314,6 +357,56 @@ export class Machine {
       return;
     }
     this.beginUnwind(a === 'reenter' ? 'continue' : a);
+  }
+
+  /** The rewind reached its end (the import it was captured in): stop it and give the window's bytes back. */
+  private finishRewind(): void {
+    this.ax.asyncify_stop_rewind();
+    const p = this.pending!;
+    new Uint8Array(this.memory.buffer).set(p.backup, 0);
+    this.pending = undefined;
+    this.state = State.Running;
+    this.armBudget(this.nextSlice());
+  }
+
+  /**
+   * Wrap a blocking grid import (spawn/fork/wait). When a rewind reaches it, stop the rewind and restore the window
+   * first, so the ABI decodes its arguments from the job's real memory and its hook (onBlock) returns the answer.
+   */
+  private blockingImport(f: HostFn): HostFn {
+    return (...args: unknown[]) => {
+      if (this.state !== State.Rewinding) return f(...args);
+      const call = this.awaiting;
+      if (!call) throw new SnapshotError('the checkpoint\'s call stack ends in a blocking grid call, but the snapshot does not say it is blocked');
+      this.finishRewind();
+      this.resuming = true;
+      try {
+        const v = f(...args);
+        if (this.resuming) throw new Trap('trap', `the job was resumed in its blocked grid ${call.op} call, but the call failed before reaching the host (grid identity missing?)`);
+        return v;
+      } finally {
+        this.resuming = false;
+      }
+    };
+  }
+
+  /**
+   * The `block` hook of the grid calls: the first time, capture a snapshot (as a suspension) and unwind; when resumed
+   * at the call (see blockingImport), return the answer given to resolveBlocked.
+   */
+  private onBlock(call: GridCall): GridResult | undefined {
+    if (this.resuming) {
+      this.resuming = false;
+      const want = this.awaiting!;
+      const r = this.answer!;
+      this.awaiting = undefined;
+      this.answer = undefined;
+      if (want.op !== call.op) throw new Trap('trap', `the job was resumed in a grid ${call.op} call, but the snapshot was blocked in ${want.op}`);
+      return r;
+    }
+    if (this.state !== State.Running) throw new Trap('trap', `grid ${call.op} called while the VM is not running the job`);
+    this.beginUnwind('block', call);
+    return undefined;
   }
 
   private scheduleNextReenter(): void {
@@ -332,7 +425,7 @@ export class Machine {
    * Start capturing: copy all of memory first (the checkpoint needs it, and it lets us repair whatever the unwind
    * writes), then borrow the whole memory from offset 0 as Asyncify's data window.
    */
-  private beginUnwind(action: YieldAction): void {
+  private beginUnwind(action: CaptureAction, blocked?: GridCall): void {
     const mem = new Uint8Array(this.memory.buffer);
     const area = this.opts.pages.area(mem.length);
     area.set(mem);
@@ -349,6 +442,7 @@ export class Machine {
       stdoutBytes: this.proc.stdoutBytes,
       stderrBytes: this.proc.stderrBytes,
       seq: action === 'continue' ? this.seq : ++this.seq,
+      ...(blocked ? { blocked } : {}),
     };
     const dv = new DataView(this.memory.buffer);
     dv.setUint32(0, 8, true);

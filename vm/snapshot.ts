@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import type { ProcessState } from '../kernel/index.js';
+import type { GridCall, ProcessState } from '../kernel/index.js';
 import { SnapshotError } from './errors.js';
 import type { GlobalValue, Snapshot } from './machine.js';
 import { PAGE_SIZE, type PageEngine } from './pages.js';
@@ -20,6 +20,9 @@ import { PAGE_SIZE, type PageEngine } from './pages.js';
  * A full snapshot lists every non-zero page (zero pages are elided). A delta lists the pages whose hash changed
  * since its base (`header.base` = the base's id) and the pages that became zero. The id of a snapshot is its two
  * checksums; a snapshot is valid only for the instrumented module whose hash it names.
+ *
+ * A snapshot taken at a blocking grid call has `header.blocked` (the decoded call). The field is optional, so the
+ * format stays version 1: older files simply are not blocked.
  */
 export const SNAPSHOT_FORMAT = 1;
 const MAGIC = 'GRIDVMCK';
@@ -48,6 +51,8 @@ export interface SnapshotHeader {
   createdAtMs: number;
   /** free-form facts the runtime wants kept (job name, args, limits) */
   meta?: Record<string, unknown>;
+  /** the grid call the job is blocked in (snapshots taken at spawn/fork/wait) */
+  blocked?: GridCall;
 }
 
 export interface DecodedSnapshot {
@@ -138,6 +143,7 @@ export function encodeSnapshot(
     stderrBytes: s.stderrBytes,
     createdAtMs: opts.createdAtMs ?? 0,
     ...(opts.meta ? { meta: opts.meta } : {}),
+    ...(s.blocked ? { blocked: s.blocked } : {}),
   };
   const hb = packr.pack(header) as Uint8Array;
   const hh = engine.hashBytes(hb);
@@ -195,6 +201,8 @@ export function decodeSnapshot(bytes: Uint8Array, engine: PageEngine): DecodedSn
   if (readU32List(header.dataPages).length * PAGE_SIZE !== data.length) {
     throw new SnapshotError('checkpoint is corrupted: page list does not match the data length');
   }
+  if (header.blocked !== undefined && header.blocked !== null) header.blocked = gridCallOf(header.blocked);
+  else delete header.blocked;
   return { id: hh + dh, header, data };
 }
 
@@ -233,7 +241,29 @@ export function snapshotFromChain(chain: DecodedSnapshot[]): Snapshot {
     stdoutBytes: h.stdoutBytes,
     stderrBytes: h.stderrBytes,
     seq: h.seq,
+    ...(h.blocked ? { blocked: h.blocked } : {}),
   };
+}
+
+/** A decoded GridCall, checked and with its numbers as the types the kernel uses (msgpack may give a number). */
+function gridCallOf(c: unknown): GridCall {
+  const o = c as Record<string, unknown>;
+  const bad = (): never => {
+    throw new SnapshotError('checkpoint is corrupted: bad blocked grid call in the header');
+  };
+  if (typeof o !== 'object' || o === null) bad();
+  switch (o.op) {
+    case 'spawn':
+      if (typeof o.path !== 'string' || !Array.isArray(o.argv)) bad();
+      return { op: 'spawn', path: o.path as string, argv: (o.argv as unknown[]).map(String) };
+    case 'fork':
+      return { op: 'fork' };
+    case 'wait':
+      if (typeof o.gpid !== 'bigint' && typeof o.gpid !== 'number') bad();
+      return { op: 'wait', gpid: BigInt(o.gpid as bigint | number) };
+    default:
+      return bad();
+  }
 }
 
 export function concatChunks(chunks: Uint8Array[]): Uint8Array {

@@ -6,7 +6,7 @@
 export type WasmType = 'i32' | 'i64' | 'f32' | 'f64';
 export type Namespace = 'wasi_snapshot_preview1' | 'gridvm';
 /** Capability a job needs for a call (capabilities are off unless granted). */
-export type Capability = 'env' | 'clock' | 'random' | 'fs' | 'poll' | 'proc' | 'sock' | 'internal';
+export type Capability = 'env' | 'clock' | 'random' | 'fs' | 'poll' | 'proc' | 'sock' | 'grid' | 'internal';
 
 export interface SyscallEntry {
   ns: Namespace;
@@ -16,6 +16,8 @@ export interface SyscallEntry {
   results: readonly WasmType[];
   cap: Capability;
   doc: string;
+  /** the call may suspend the job (Asyncify unwind) until the host answers: the VM lists it in `asyncify-imports` */
+  blocking?: boolean;
 }
 
 const P1 = 'wasi_snapshot_preview1' as const;
@@ -80,6 +82,14 @@ export const SYSCALLS: readonly SyscallEntry[] = Object.freeze([
   { ns: 'gridvm', name: 'yield', id: 1000, params: [], results: [], cap: 'internal', doc: 'gridvm.yield(). Called by instrumented code when its budget runs out; the VM may unwind here (asyncify). Returns: nothing. Errors: none. Traps: limits (fuel, time) or kill, as Trap.' },
   { ns: 'gridvm', name: 'tick', id: 1002, params: [], results: [], cap: 'internal', doc: 'gridvm.tick(). Called by instrumented leaf functions (which cannot unwind) when their budget runs out. Returns: nothing. Errors: none. Traps: limits (fuel, time) or kill, as Trap.' },
   { ns: 'gridvm', name: 'memory_limit', id: 1001, params: [i32], results: [], cap: 'internal', doc: 'gridvm.memory_limit(pages). Called by instrumented code before memory.grow. Returns: nothing. Errors: none. Traps: Trap("memory-limit") when the job would exceed its memory limit.' },
+  // grid calls (sdk/c/gridvm.h, sdk/assemblyscript/gridvm.ts). GPIDs are i64; errors are negative errnos.
+  { ns: 'gridvm', name: 'spawn', id: 1003, params: [i32, i32, i32, i32], results: [i64], cap: 'grid', blocking: true, doc: `gridvm.spawn(path: *u8, path_len, argv: *u8, argv_len) -> s64. Starts a child process from the module at path (a guest-visible path, interpreted by the coordinator) with argv given as NUL-separated UTF-8 strings, argv[0] included. Blocks (the job is suspended, may be migrated) until the coordinator answers. Returns: the child's GPID (> 0). Errors: (returned as a negative errno) NOSYS without a grid host; NOENT empty or unknown path; ILSEQ not UTF-8; TOOBIG argv over 1 MiB; whatever the coordinator reports (AGAIN, NOMEM, ...); ${PTR}. Traps: none.` },
+  { ns: 'gridvm', name: 'fork', id: 1004, params: [], results: [i64], cap: 'grid', blocking: true, doc: 'gridvm.fork() -> s64. Remote fork: the child starts from a copy of the snapshot taken at this call, on any node. Blocks until the coordinator answers. Returns: 0 in the child, the child\'s GPID in the parent. Errors: (returned as a negative errno) NOSYS without a grid host; whatever the coordinator reports. Traps: none.' },
+  { ns: 'gridvm', name: 'wait', id: 1005, params: [i64, i32], results: [i64], cap: 'grid', blocking: true, doc: `gridvm.wait(gpid: s64, status: *s32) -> s64. Waits for child gpid (-1: any child) to exit; blocks until then. Returns: the child's GPID, its exit code written at status. Errors: (returned as a negative errno) CHILD no such child (or none left); INVAL gpid 0 or < -1; NOSYS without a grid host; ${PTR}. Traps: none.` },
+  { ns: 'gridvm', name: 'gpid', id: 1006, params: [], results: [i64], cap: 'grid', doc: 'gridvm.gpid() -> s64. Returns: this process\'s grid-wide id (1 when run without a grid host). Errors: none. Traps: none.' },
+  { ns: 'gridvm', name: 'parent', id: 1007, params: [], results: [i64], cap: 'grid', doc: 'gridvm.parent() -> s64. Returns: the parent\'s GPID, 0 if none. Errors: none. Traps: none.' },
+  { ns: 'gridvm', name: 'rank', id: 1008, params: [], results: [i32], cap: 'grid', doc: 'gridvm.rank() -> s32. Returns: this process\'s rank in its group (0 without a grid host). Errors: none. Traps: none.' },
+  { ns: 'gridvm', name: 'size', id: 1009, params: [], results: [i32], cap: 'grid', doc: 'gridvm.size() -> s32. Returns: the size of this process\'s group (1 without a grid host). Errors: none. Traps: none.' },
 ]);
 
 /** Entry by namespace and name. */

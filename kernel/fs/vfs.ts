@@ -2,13 +2,17 @@ import { Errno, KernelError } from '../errors.js';
 import type { HostPlatform } from '../platform.js';
 import { HostDirFs } from './hostfs.js';
 import { MemFs, type MemFsState } from './memfs.js';
+import { ProcFs, type ProcSource } from './procfs.js';
 import { ESCAPE_ERRNO, joinPath, normaliseGuestName, splitGuestPath, splitPath } from './path.js';
 import type { FsBackend, Stat } from './types.js';
 
-/** How a directory is mounted into the guest. `--dir HOST::GUEST` gives kind 'host'. */
+/**
+ * How a directory is mounted into the guest. `--dir HOST::GUEST` gives kind 'host'; 'proc' is the read-only
+ * process view (`{ guest: '/proc', kind: 'proc' }`, served from ProcessOptions.procInfo).
+ */
 export interface MountSpec {
   guest: string;
-  kind: 'host' | 'memory';
+  kind: 'host' | 'memory' | 'proc';
   host?: string;
   readonly?: boolean;
 }
@@ -17,7 +21,7 @@ export interface Mount {
   index: number;
   /** the preopen name the guest sees (fd_prestat_dir_name) */
   guest: string;
-  kind: 'host' | 'memory';
+  kind: 'host' | 'memory' | 'proc';
   readonly: boolean;
   fs: FsBackend;
   /** set for 'memory' mounts */
@@ -39,11 +43,19 @@ const MAX_SYMLINKS = 40;
 export class Vfs {
   readonly mounts: Mount[] = [];
 
-  constructor(specs: readonly MountSpec[], platform: HostPlatform, memStates?: ReadonlyArray<MemFsState | undefined>) {
+  constructor(
+    specs: readonly MountSpec[],
+    platform: HostPlatform,
+    memStates?: ReadonlyArray<MemFsState | undefined>,
+    proc?: ProcSource,
+  ) {
     specs.forEach((spec, index) => {
       const readonly = spec.readonly === true;
       const guest = normaliseGuestName(spec.guest);
-      if (spec.kind === 'memory') {
+      if (spec.kind === 'proc') {
+        const src = proc ?? { self: () => 1n, status: () => undefined };
+        this.mounts.push({ index, guest, kind: 'proc', readonly: true, fs: new ProcFs(src, BigInt(index + 1)) });
+      } else if (spec.kind === 'memory') {
         const memfs = new MemFs(() => platform.realtimeNs(), readonly, BigInt(index + 1), memStates?.[index]);
         this.mounts.push({ index, guest, kind: 'memory', readonly, fs: memfs, memfs });
       } else {

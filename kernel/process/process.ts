@@ -2,6 +2,7 @@ import { link } from '../abi/link.js';
 import { GuestMemory } from '../abi/memory.js';
 import { SYSCALLS } from '../abi/table.js';
 import { wasiImpls } from '../abi/wasi.js';
+import { gridImpls } from '../abi/gridvm.js';
 import { RIGHTS_ALL, RIGHTS_DIR, RIGHTS_STDIN, RIGHTS_STDOUT } from '../abi/constants.js';
 import { Errno, KernelError } from '../errors.js';
 import type { MemFsState } from '../fs/memfs.js';
@@ -9,6 +10,7 @@ import type { FileHandle } from '../fs/types.js';
 import { Vfs, type MountSpec } from '../fs/vfs.js';
 import type { HostPlatform } from '../platform.js';
 import { VirtualClock, type ClockState } from './clock.js';
+import { DEFAULT_IDENTITY, type BlockHook, type GridIdentity, type ProcStatus } from './grid.js';
 import { copyFdEntry, type FdEntry, type FdState } from './fd.js';
 import { ResourceTable } from './resource-table.js';
 
@@ -29,12 +31,29 @@ export interface ProcessOptions {
   stdin?(max: number): Uint8Array | null;
   /** fd table capacity (default 1024): opening more fails with MFILE */
   maxFds?: number;
+  /**
+   * This process's grid identity. Not saved in ProcessState: pass it again at every restore (a forked child is
+   * restored from its parent's state with its own). Without it, gpid()/parent()/rank()/size() answer 1/0/0/1 and
+   * spawn/fork/wait fail with NOSYS.
+   */
+  grid?: GridIdentity;
+  /** What /proc/<gpid>/status shows (a 'proc' mount); asked at every read. */
+  procInfo?: (gpid: bigint) => ProcStatus | undefined;
+}
+
+/** What the VM passes to Process.imports(): its own gridvm handlers, and the hook that suspends a grid call. */
+export interface VmHooks {
+  yield(): void;
+  tick(): void;
+  memory_limit(pages: number): void;
+  /** suspends spawn/fork/wait (see BlockHook); without it they fail with NOSYS */
+  block?: BlockHook;
 }
 
 /** A mount in ProcessState: its spec, and the contents of a 'memory' mount. */
 export interface MountState {
   guest: string;
-  kind: 'host' | 'memory';
+  kind: 'host' | 'memory' | 'proc';
   host: string | null;
   readonly: boolean;
   memfs: MemFsState | null;
@@ -97,7 +116,12 @@ export class Process {
       }
       this.args = state.args.map(String);
       this.env = state.env.map(String);
-      this.vfs = new Vfs(opts.mounts, opts.platform, state.mounts.map((m) => m.memfs ?? undefined));
+      state.mounts.forEach((m, i) => {
+        if (String(m.kind) !== opts.mounts[i]!.kind) {
+          throw new Error(`cannot restore: mount ${i} (${m.guest}) was '${m.kind}' in the snapshot but '${opts.mounts[i]!.kind}' now; pass the same mounts`);
+        }
+      });
+      this.vfs = new Vfs(opts.mounts, opts.platform, state.mounts.map((m) => m.memfs ?? undefined), this.procSource());
       this.clock = new VirtualClock(opts.platform, state.clock);
       for (const f of state.fds) {
         const e = copyFdEntry(f);
@@ -112,7 +136,7 @@ export class Process {
     } else {
       this.args = opts.args.slice();
       this.env = opts.env.slice();
-      this.vfs = new Vfs(opts.mounts, opts.platform);
+      this.vfs = new Vfs(opts.mounts, opts.platform, undefined, this.procSource());
       this.clock = new VirtualClock(opts.platform);
       this.fds.insert(stdioEntry('stdin'));
       this.fds.insert(stdioEntry('stdout'));
@@ -137,9 +161,40 @@ export class Process {
     this.memory.set(mem);
   }
 
-  /** { wasi_snapshot_preview1: every preview1 function, gridvm: the caller's handlers }, linked from the table. */
-  imports(gridvm: Record<string, (...a: any[]) => any>): WebAssembly.Imports {
+  /**
+   * { wasi_snapshot_preview1: every preview1 function, gridvm: the VM's yield/tick/memory_limit unchanged plus the
+   * grid calls }, linked from the table. (A plain record of handlers is accepted too, as before VmHooks existed.)
+   */
+  imports(hooks: VmHooks | Readonly<Record<string, (...a: any[]) => any>>): WebAssembly.Imports {
+    const h = hooks as VmHooks;
+    const gridvm = { yield: h.yield, tick: h.tick, memory_limit: h.memory_limit, ...gridImpls(this, h.block) };
     return link(SYSCALLS, { wasi_snapshot_preview1: wasiImpls(this), gridvm });
+  }
+
+  /** The grid identity given by the host, if any. */
+  get grid(): GridIdentity | undefined {
+    return this.opts.grid;
+  }
+
+  /** The grid identity, or the lone-process default. */
+  get identity(): GridIdentity {
+    return this.opts.grid ?? DEFAULT_IDENTITY;
+  }
+
+  /**
+   * /proc/<gpid>/status of `gpid`, from the host's procInfo. This process always has one: without procInfo (or if it
+   * does not know us) a minimal status is made from the identity.
+   */
+  procStatus(gpid: bigint): ProcStatus | undefined {
+    const s = this.opts.procInfo?.(gpid);
+    if (s || gpid !== this.identity.gpid) return s;
+    const name = (this.args[0] ?? '').split('/').pop() ?? '';
+    return { gpid, name, state: this.exitCode === undefined ? 'running' : 'exited', node: this.identity.node,
+      cpuTimeMs: 0, fuelUsed: 0, memoryPeakBytes: 0, checkpoints: 0, migrations: 0 };
+  }
+
+  private procSource(): { self: () => bigint; status: (gpid: bigint) => ProcStatus | undefined } {
+    return { self: () => this.identity.gpid, status: (g) => this.procStatus(g) };
   }
 
   saveState(): ProcessState {

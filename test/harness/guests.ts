@@ -38,6 +38,8 @@ export interface GuestInfo {
   dir?: string;
   /** Environment variables it reads. */
   env: string[];
+  /** Needs a grid host (imports gridvm calls or reads /proc): no node:wasi or native reference run. */
+  grid?: boolean;
 }
 
 type Meta = Omit<GuestInfo, 'name' | 'lang' | 'source' | 'wasm' | 'native' | 'built'>;
@@ -72,6 +74,13 @@ const META: Record<string, Partial<Meta>> = {
   as_gc: { description: 'AssemblyScript: managed objects/arrays/strings under the incremental GC, live set in a Map, checksums',
     seconds: 1.2 },
   as_hello: { description: 'AssemblyScript: prints one line, proc_exit(0)', seconds: 0.01 },
+  spawn_wait: { description: 'grid: spawns 3 children of itself (argv[0] = its module path), waits for each by GPID, prints exit codes and a total; child mode `child K [units]` exits with K; argv[1] = units',
+    shortArgs: ['300'], seconds: 0.05, grid: true },
+  forker: { description: 'grid: fills an array with a checksum, forks; the child continues differently and exits with a code from the state, the parent waits and prints it; argv[1] = optional directory for a file',
+    seconds: 0.05, grid: true },
+  procstatus: { description: 'grid: prints Gpid and Node from /proc/self/status, then CPU work printing Node at 4 points (re-reading the open file); argv[1] = units',
+    shortArgs: ['100'], seconds: 0.1, deterministic: false, grid: true },
+  as_rank: { description: 'grid: AssemblyScript, prints rank/size and gpid/parent through sdk/assemblyscript/gridvm.ts', seconds: 0.01, grid: true },
   memtouch: { description: 'memory of argv[1] MiB filled with data, then steps that dirty one page each (checkpoint benchmarks); argv = MiB steps work',
     shortArgs: ['4', '200', '500'], seconds: 0.3 },
 };
@@ -108,7 +117,8 @@ export function hasClang(): boolean {
 
 function info(name: string, lang: GuestLang, source: string): GuestInfo {
   const wasm = guestPath(name);
-  return { ...base, ...META[name], name, lang, source, wasm, native: lang === 'c' ? nativePath(name) : undefined,
+  const grid = META[name]?.grid === true;
+  return { ...base, ...META[name], name, lang, source, wasm, native: lang === 'c' && !grid ? nativePath(name) : undefined,
     built: existsSync(wasm) };
 }
 

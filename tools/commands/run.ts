@@ -17,6 +17,18 @@ interface RunFlags {
   delta?: boolean;
   json?: boolean;
   cache?: boolean;
+  nodes?: string;
+  parts?: string;
+  isolate?: string;
+  migrateEvery?: string;
+  priority?: string;
+  checkpointInterval?: string;
+}
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`invalid ${flag} "${v}": use a positive integer`);
+  return n;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -93,9 +105,40 @@ export function registerRun(program: Command): void {
     .option('--delta', 'write checkpoints after the first as deltas of the previous one')
     .option('--no-cache', 'do not use the on-disk cache of instrumented modules')
     .option('--json', 'print a JSON summary on stdout after the job (job output still streams)')
+    .option('--nodes <N>', 'run on a local grid of N nodes (rank-aware jobs run as N parts, GRIDVM_RANK/GRIDVM_SIZE)')
+    .option('--parts <P>', 'with --nodes: run the job as P rank-aware parts (default N; 1 for jobs that spawn or fork)')
+    .option('--isolate <KIND>', 'with --nodes: nodes are worker "thread"s (default) or OS "process"es')
+    .option('--migrate-every <DUR>', 'with --nodes: move each running process to another node at this interval')
+    .option('--priority <N>', 'with --nodes: scheduling priority (higher first)')
+    .option('--checkpoint-interval <MIN:MAX>', 'with --nodes: bounds of the adaptive checkpoint interval (e.g. 200ms:5s)')
     .action(async (file: string, args: string[], f: RunFlags) => {
       if (f.checkpointEvery && !f.checkpointDir) f.checkpointDir = 'gridvm-checkpoints';
       for (const e of f.env) if (!e.includes('=')) throw new Error(`invalid --env "${e}": use KEY=VALUE`);
+      if (f.nodes || f.parts || f.isolate || f.migrateEvery) {
+        if (f.isolate && f.isolate !== 'thread' && f.isolate !== 'process') throw new Error(`invalid --isolate "${f.isolate}": use thread or process`);
+        if (f.checkpointEvery || f.checkpointDir) throw new Error('--checkpoint-every/--checkpoint-dir apply to single-node runs; a grid checkpoints adaptively (--checkpoint-interval)');
+        let ci: { min: number; max: number } | undefined;
+        if (f.checkpointInterval) {
+          const [a, b] = f.checkpointInterval.split(':');
+          ci = { min: parseDuration(a!), max: parseDuration(b ?? a!) };
+          if (!(ci.min > 0 && ci.max >= ci.min)) throw new Error(`invalid --checkpoint-interval "${f.checkpointInterval}": use MIN:MAX with 0 < MIN <= MAX`);
+        }
+        const { gridRun } = await import('./grid-run.js');
+        const l = limits(f);
+        process.exitCode = await gridRun({
+          file, args, env: f.env, dirs: parseDirs(f.dir), memDirs: f.memDir,
+          limits: { ...(l.maxMemoryBytes !== undefined ? { maxMemoryBytes: l.maxMemoryBytes } : {}), ...(l.fuel !== undefined ? { fuel: l.fuel } : {}), ...(l.timeoutMs !== undefined ? { timeoutMs: l.timeoutMs } : {}) },
+          nodes: f.nodes ? positiveInt(f.nodes, '--nodes') : 1,
+          ...(f.parts ? { parts: positiveInt(f.parts, '--parts') } : {}),
+          isolate: (f.isolate as 'thread' | 'process' | undefined) ?? 'thread',
+          ...(f.migrateEvery ? { migrateEveryMs: parseDuration(f.migrateEvery) } : {}),
+          ...(f.priority ? { priority: Number(f.priority) } : {}),
+          ...(ci ? { checkpointIntervalMs: ci } : {}),
+          ...(f.json ? { json: true } : {}),
+          ...(f.cache === false ? { cache: false } : {}),
+        });
+        return;
+      }
       const progress = instrumentProgress();
       const r = await runInThread('run', file, {
         args,

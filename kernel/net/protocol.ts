@@ -1,0 +1,150 @@
+/**
+ * THE wire protocol between a grid's coordinator (the origin), its nodes, and a node's runners. One set of message
+ * types, carried as plain objects on the in-process Bus and between threads (structured clone), and msgpackr-encoded
+ * where bytes cross a process or machine boundary (encodeMessage / decodeMessage: versioned and size-bounded).
+ *
+ * Subjects on the Bus:
+ *   node.<id>   coordinator -> node        (NodeCommand)
+ *   coord       node -> coordinator        (NodeEvent)
+ * GPIDs are positive safe integers, unique in a grid, and never change when a process migrates.
+ */
+import { Packr } from 'msgpackr';
+
+export const PROTOCOL_VERSION = 1;
+/** Largest encoded message accepted (snapshots of big memories travel as messages). */
+export const MAX_MESSAGE_BYTES = 1.5 * 1024 * 1024 * 1024;
+
+export type Gpid = number;
+
+/** What a process is started with (its first start; a restore takes args/env/fds from the snapshot). */
+export interface ProcSpec {
+  /** argv[0] */
+  name: string;
+  args: string[];
+  env: string[];
+  mounts: Array<{ guest: string; kind: 'host' | 'memory' | 'proc'; host?: string; readonly?: boolean }>;
+  limits: { maxMemoryBytes?: number; fuel?: number; timeoutMs?: number };
+  grid: { gpid: Gpid; parent: Gpid; rank: number; size: number };
+}
+
+/** Counters that follow a process from node to node. */
+export interface ProcCounters {
+  cpuMs: number;
+  checkpoints: number;
+  migrations: number;
+}
+
+/** The result of a blocking grid call (spawn, fork, wait), delivered when the process continues. */
+export interface CallResult {
+  value: number;
+  status?: number;
+}
+
+export interface Usage {
+  fuelUsed: number;
+  cpuMs: number;
+  memoryPeakBytes: number;
+  checkpoints: number;
+}
+
+/** Checkpoint-interval policy a node applies to its processes (see kernel/sched AdaptiveInterval). */
+export interface CheckpointPolicy {
+  w: number;
+  minMs: number;
+  maxMs: number;
+  initialMs: number;
+  exportEvery: number;
+}
+
+export type NodeCommand =
+  | { t: 'module'; hash: string; bytes: Uint8Array; info: unknown }
+  | {
+      t: 'start';
+      gpid: Gpid;
+      hash: string;
+      spec: ProcSpec;
+      counters: ProcCounters;
+      /** an encoded snapshot (vm/snapshot format) to continue from */
+      snapshot?: Uint8Array;
+      /** the answer to the blocking call the snapshot was taken at */
+      resolve?: CallResult;
+      policy?: CheckpointPolicy;
+    }
+  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill'; reason?: string }
+  | { t: 'shutdown' };
+
+export type NodeEvent =
+  | { t: 'hello'; node: string; slots: number; pid: number; incarnation: string }
+  | { t: 'heartbeat'; node: string; incarnation: string; running: Gpid[] }
+  | { t: 'started'; node: string; gpid: Gpid }
+  | { t: 'output'; node: string; gpid: Gpid; fd: 1 | 2; offset: number; bytes: Uint8Array }
+  | { t: 'checkpoint'; node: string; gpid: Gpid; seq: number; snapshot: Uint8Array; stdoutBytes: number; stderrBytes: number; usage: Usage }
+  | { t: 'suspended'; node: string; gpid: Gpid; snapshot: Uint8Array; usage: Usage; reason: string }
+  | { t: 'blocked'; node: string; gpid: Gpid; snapshot: Uint8Array; call: GridCallMsg; usage: Usage }
+  | { t: 'exit'; node: string; gpid: Gpid; code: number; usage: Usage }
+  | { t: 'trap'; node: string; gpid: Gpid; reason: string; message: string; stack: string[]; usage: Usage }
+  | { t: 'error'; node: string; gpid: Gpid; message: string };
+
+/** A blocking grid call as it travels (GPIDs as numbers). */
+export type GridCallMsg = { op: 'spawn'; path: string; argv: string[] } | { op: 'fork' } | { op: 'wait'; gpid: number };
+
+export type Message = NodeCommand | NodeEvent;
+
+const MESSAGE_TYPES = new Set([
+  'module', 'start', 'control', 'shutdown',
+  'hello', 'heartbeat', 'started', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error',
+]);
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** Encode a message for a byte carrier: [version u8][msgpack]. */
+export function encodeMessage(m: Message): Uint8Array {
+  const body = packr.pack(m) as Uint8Array;
+  if (body.length + 1 > MAX_MESSAGE_BYTES) throw new ProtocolError(`message ${m.t} is ${body.length} bytes, above the ${MAX_MESSAGE_BYTES}-byte limit`);
+  const out = new Uint8Array(body.length + 1);
+  out[0] = PROTOCOL_VERSION;
+  out.set(body, 1);
+  return out;
+}
+
+/** Decode and validate a message from a byte carrier. Throws ProtocolError saying what was wrong. */
+export function decodeMessage(b: Uint8Array): Message {
+  if (b.length < 2) throw new ProtocolError(`message of ${b.length} bytes is too short`);
+  if (b.length > MAX_MESSAGE_BYTES) throw new ProtocolError(`message of ${b.length} bytes is above the ${MAX_MESSAGE_BYTES}-byte limit`);
+  if (b[0] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${b[0]} is not supported (this gridvm speaks ${PROTOCOL_VERSION})`);
+  let m: unknown;
+  try {
+    m = packr.unpack(b.subarray(1));
+  } catch (e) {
+    throw new ProtocolError('message does not decode (garbled msgpack)', { cause: e });
+  }
+  return validateMessage(m);
+}
+
+/** Check the shape of a message received from outside (type tag and the fields every handler relies on). */
+export function validateMessage(m: unknown): Message {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new ProtocolError('message is not an object');
+  const t = (m as { t?: unknown }).t;
+  if (typeof t !== 'string' || !MESSAGE_TYPES.has(t)) throw new ProtocolError(`unknown message type ${JSON.stringify(t)}`);
+  const o = m as Record<string, unknown>;
+  const needNum = (k: string) => {
+    if (typeof o[k] !== 'number' || !Number.isFinite(o[k])) throw new ProtocolError(`message ${t}: field ${k} must be a number`);
+  };
+  const needBytes = (k: string) => {
+    if (!(o[k] instanceof Uint8Array)) throw new ProtocolError(`message ${t}: field ${k} must be bytes`);
+  };
+  if (t !== 'module' && t !== 'shutdown' && t !== 'hello' && t !== 'heartbeat') needNum('gpid');
+  if (t === 'output') {
+    needNum('offset');
+    needBytes('bytes');
+    if (o.fd !== 1 && o.fd !== 2) throw new ProtocolError('message output: fd must be 1 or 2');
+  }
+  if (t === 'checkpoint' || t === 'suspended' || t === 'blocked') needBytes('snapshot');
+  if (t === 'module') needBytes('bytes');
+  if (t === 'exit') needNum('code');
+  return m as Message;
+}

@@ -1,0 +1,545 @@
+/**
+ * The global scheduler of one grid (DESIGN.md, seed item 6: fork-delay, suspension under load, migration).
+ *
+ * Pure decisions over plain state: nodes with `slots` (processes they run at once), a `speed` weight and an external
+ * `load` in [0, 1]; processes identified by GPID. The runtime tells the scheduler what happened (submit, block,
+ * release, suspended, migrated, node changes) and calls `tick()`, which returns decisions and applies them to its
+ * own state at once; the runtime carries them out and reports back where reality differs (`migrated(gpid, from)`
+ * after a failed migration, `release` for a process that died).
+ *
+ * Process states and transitions (every transition is one of these):
+ *
+ *   submit()                  → queued       waits for a slot (fork-delay)
+ *   queued|suspended  --tick: place-->       running     holds a slot on `node`
+ *   running   --tick: migrate-->             running     on the new node at once (the runtime moves it)
+ *   running   --tick: suspend-->             suspending  still holds its slot until the checkpoint is taken
+ *   suspending --suspended()-->              suspended   back in the queue, same priority and submission order
+ *   running|suspending --block()-->          blocked     in a wait syscall: keeps its node, holds no slot
+ *   blocked   --unblock()-->                 queued      (placement prefers the node it waited on)
+ *   running|suspending|blocked --removeNode(its node)--> queued, at the front of its priority class
+ *   any       --release()-->                 (gone)      exited or killed
+ *   running|suspending|blocked --migrated(to)-->          same state, on `to` (the runtime's word wins)
+ *
+ * The wait queue holds 'queued' and 'suspended' processes, ordered by priority (higher first), then processes
+ * requeued after their node was lost, then submission order (FIFO).
+ *
+ * One tick, in order:
+ *  1. Demands, in queue order: every waiting process, plus the excess running processes of over-subscribed nodes
+ *     (running more than `slots`: after `slots` shrank or a node is draining with slots 0), which rank as if at the
+ *     front of their priority class. A waiting process is placed, an excess one migrated, on the best eligible node
+ *     with a free slot; a demand that fits nowhere is skipped (later ones may still fit: backfilling).
+ *  2. Preemption (`preempt`, default on): for each process still waiting, in queue order, that no pending suspend
+ *     already serves: suspend the lowest-priority running process (latest submitted among equals) whose priority is
+ *     strictly lower and whose node, once it is checkpointed, gives the waiting one a slot it may use.
+ *  3. Speed rebalancing: a running process moves to a free slot on a node whose effective speed
+ *     (speed × (1 − load)) is more than `speedRatio` times its own node's (slowest nodes first).
+ *
+ * Placement: the `preferNode` if it has a free slot; otherwise, among eligible nodes with a free slot whose
+ * effective speed is at least 1/speedRatio of the fastest such node (so step 3 never moves a process right after
+ * placing it): the node it last ran on, if it ran before and that node is among them (its state is there: an
+ * unblocked or suspended process); else the one with the most free capacity (free slots × effective speed), then
+ * most free slots, then the lowest node id. Step 3 does not move a process off its `preferNode`. Eligible: alive,
+ * and not the process's `avoidNode` — unless no other alive node has slots (the constraint is relaxed rather than
+ * starving the process).
+ *
+ * Hysteresis: at most one decision per process per tick; a process is not migrated again within
+ * `migrateCooldownTicks` ticks of its last migration; speed moves need a ratio > speedRatio ≥ 1, so the reverse
+ * move is never due; over-subscription moves go only into free slots, so they do not create the imbalance that
+ * would move them back. Dead nodes (alive: false) receive nothing and their processes are not moved (their state
+ * cannot be checkpointed); `removeNode` hands them back to the runtime.
+ */
+import { SchedError } from './interval.js';
+
+export type SchedState = 'queued' | 'suspended' | 'running' | 'suspending' | 'blocked';
+
+export interface NodeSpec {
+  id: string;
+  /** Processes it runs at once (integer ≥ 0; 0 = draining). */
+  slots: number;
+  /** Relative speed of one slot (> 0). Default 1. */
+  speed?: number;
+  /** External load in [0, 1] (the owner's own work). Default 0. */
+  load?: number;
+}
+
+export interface NodePatch {
+  slots?: number;
+  speed?: number;
+  load?: number;
+  /** false: suspected dead (missed heartbeats); nothing is placed there until it is alive again or removed. */
+  alive?: boolean;
+}
+
+export interface ProcessSpec {
+  gpid: bigint;
+  /** Higher runs first. Default 0. */
+  priority?: number;
+  /** Soft: used when it has a free slot. */
+  preferNode?: string;
+  /** Hard: never placed there, unless it is the only alive node with slots. */
+  avoidNode?: string;
+}
+
+/** A process as `gridvm ps` shows it. */
+export interface SchedEntry {
+  readonly gpid: bigint;
+  readonly state: SchedState;
+  readonly priority: number;
+  /** running/suspending: the node whose slot it holds; blocked: the node it waits on; otherwise undefined. */
+  readonly node: string | undefined;
+  /** The node it last ran on (undefined if it never ran). */
+  readonly lastNode: string | undefined;
+  readonly preferNode: string | undefined;
+  readonly avoidNode: string | undefined;
+  /** Submission order, 1, 2, 3, … */
+  readonly seq: number;
+  /** It ran before: placing it resumes it (from a checkpoint or its live state) rather than starting it. */
+  readonly started: boolean;
+  /** suspending: the waiting process this suspend makes room for. */
+  readonly suspendFor: bigint | undefined;
+}
+
+export interface NodeView {
+  readonly id: string;
+  readonly slots: number;
+  readonly speed: number;
+  readonly load: number;
+  readonly alive: boolean;
+  /** speed × (1 − load) */
+  readonly effectiveSpeed: number;
+  /** Slot holders (running + suspending). May exceed slots after slots shrank. */
+  readonly used: number;
+  /** max(0, slots − used) */
+  readonly free: number;
+  /** Slot holders, by GPID. */
+  readonly processes: readonly bigint[];
+  /** Blocked processes waiting on this node (no slot), by GPID. */
+  readonly blocked: readonly bigint[];
+}
+
+export type Decision =
+  /** Start (resume: false) or resume (resume: true) the process on `node`. */
+  | { kind: 'place'; gpid: bigint; node: string; resume: boolean }
+  /** Checkpoint the process and stop it; call `suspended(gpid)` when done. */
+  | { kind: 'suspend'; gpid: bigint; node: string; beneficiary: bigint }
+  /** Move the running process; call `migrated(gpid, from)` if it failed. */
+  | { kind: 'migrate'; gpid: bigint; from: string; to: string; reason: 'oversubscribed' | 'speed' };
+
+export interface SchedulerOptions {
+  /** Suspend lower-priority running processes for strictly higher waiting ones. Default true. */
+  preempt?: boolean;
+  /** Speed moves need target/source effective speed > speedRatio (≥ 1; Infinity disables them). Default 2. */
+  speedRatio?: number;
+  /** Ticks before a migrated process may be migrated again (integer ≥ 0). Default 5. */
+  migrateCooldownTicks?: number;
+  /** Cap on migrations per tick (≥ 0). Default Infinity. */
+  maxMigrationsPerTick?: number;
+}
+
+interface Entry {
+  gpid: bigint;
+  state: SchedState;
+  priority: number;
+  node: string | undefined;
+  lastNode: string | undefined;
+  preferNode: string | undefined;
+  avoidNode: string | undefined;
+  seq: number;
+  /** requeued after its node was lost: ranks first within its priority */
+  front: boolean;
+  started: boolean;
+  suspendFor: bigint | undefined;
+  lastMigrationTick: number;
+}
+
+interface GridNode {
+  id: string;
+  slots: number;
+  speed: number;
+  load: number;
+  alive: boolean;
+  holders: Set<bigint>;
+  blocked: Set<bigint>;
+}
+
+const cmpBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
+const cmpStr = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const eff = (n: GridNode): number => n.speed * (1 - n.load);
+const freeOf = (n: GridNode): number => Math.max(0, n.slots - n.holders.size);
+
+/** Queue order: priority desc, front first, submission order, GPID. */
+function queueOrder(a: Entry, b: Entry): number {
+  return b.priority - a.priority || Number(b.front) - Number(a.front) || a.seq - b.seq || cmpBig(a.gpid, b.gpid);
+}
+
+function view(e: Entry): SchedEntry {
+  return {
+    gpid: e.gpid, state: e.state, priority: e.priority, node: e.node, lastNode: e.lastNode,
+    preferNode: e.preferNode, avoidNode: e.avoidNode, seq: e.seq, started: e.started, suspendFor: e.suspendFor,
+  };
+}
+
+export class Scheduler {
+  readonly options: Readonly<Required<SchedulerOptions>>;
+  #nodes = new Map<string, GridNode>();
+  #procs = new Map<bigint, Entry>();
+  #seq = 0;
+  #ticks = 0;
+
+  constructor(opts: SchedulerOptions = {}) {
+    const o = {
+      preempt: opts.preempt ?? true,
+      speedRatio: opts.speedRatio ?? 2,
+      migrateCooldownTicks: opts.migrateCooldownTicks ?? 5,
+      maxMigrationsPerTick: opts.maxMigrationsPerTick ?? Infinity,
+    };
+    if (!(o.speedRatio >= 1)) throw new SchedError(`speedRatio must be ≥ 1 (Infinity disables speed moves), got ${o.speedRatio}`);
+    if (!Number.isInteger(o.migrateCooldownTicks) || o.migrateCooldownTicks < 0) {
+      throw new SchedError(`migrateCooldownTicks must be an integer ≥ 0, got ${o.migrateCooldownTicks}`);
+    }
+    if (!(o.maxMigrationsPerTick >= 0)) throw new SchedError(`maxMigrationsPerTick must be ≥ 0, got ${o.maxMigrationsPerTick}`);
+    this.options = Object.freeze(o);
+  }
+
+  /** Ticks taken so far. */
+  get ticks(): number {
+    return this.#ticks;
+  }
+
+  // ---- nodes ----
+
+  addNode(spec: NodeSpec): void {
+    if (typeof spec.id !== 'string' || spec.id === '') throw new SchedError('a node needs a non-empty string id');
+    if (this.#nodes.has(spec.id)) throw new SchedError(`node ${spec.id} is already in the grid; use updateNode to change it`);
+    const n: GridNode = { id: spec.id, slots: 0, speed: 1, load: 0, alive: true, holders: new Set(), blocked: new Set() };
+    this.#patch(n, { slots: spec.slots, speed: spec.speed ?? 1, load: spec.load ?? 0 });
+    this.#nodes.set(n.id, n);
+  }
+
+  /** Changes a node's slots, speed, load or liveness. Shrinking slots below its use over-subscribes it. */
+  updateNode(id: string, patch: NodePatch): void {
+    this.#patch(this.#node(id), patch);
+  }
+
+  /**
+   * Removes a node (it left or died). Returns the GPIDs whose state lived there (running, suspending and blocked),
+   * by submission order; they are requeued at the front of their priority class, to be resumed elsewhere from
+   * their last checkpoint.
+   */
+  removeNode(id: string): bigint[] {
+    const n = this.#node(id);
+    const lost = [...n.holders, ...n.blocked].map((g) => this.#procs.get(g)!).sort((a, b) => a.seq - b.seq);
+    for (const e of lost) {
+      e.state = 'queued';
+      e.lastNode = id;
+      e.node = undefined;
+      e.front = true;
+      e.suspendFor = undefined;
+    }
+    this.#nodes.delete(id);
+    return lost.map((e) => e.gpid);
+  }
+
+  // ---- processes ----
+
+  /** A new process waits in the queue for the next tick. */
+  submit(spec: ProcessSpec): void {
+    if (typeof spec.gpid !== 'bigint') throw new SchedError('a process needs a bigint gpid');
+    if (this.#procs.has(spec.gpid)) throw new SchedError(`process ${spec.gpid} was already submitted`);
+    const priority = spec.priority ?? 0;
+    if (!Number.isFinite(priority)) throw new SchedError(`priority must be a finite number, got ${priority}`);
+    this.#procs.set(spec.gpid, {
+      gpid: spec.gpid, state: 'queued', priority, node: undefined, lastNode: undefined,
+      preferNode: spec.preferNode, avoidNode: spec.avoidNode, seq: ++this.#seq, front: false, started: false,
+      suspendFor: undefined, lastMigrationTick: -Infinity,
+    });
+  }
+
+  /** The process entered a wait syscall: it frees its slot and stays on its node. No-op if already blocked. */
+  block(gpid: bigint): void {
+    const e = this.#proc(gpid);
+    if (e.state === 'blocked') return;
+    if (e.state !== 'running' && e.state !== 'suspending') {
+      throw new SchedError(`process ${gpid} is ${e.state}, not running: only a running process can block`);
+    }
+    const n = this.#nodes.get(e.node!)!;
+    n.holders.delete(gpid);
+    n.blocked.add(gpid);
+    e.state = 'blocked';
+    e.suspendFor = undefined;
+  }
+
+  /**
+   * The wait ended: the process queues for a slot again, preferring the node it waited on. Returns false (and does
+   * nothing) if it was not blocked, e.g. it was requeued when its node was lost.
+   */
+  unblock(gpid: bigint): boolean {
+    const e = this.#proc(gpid);
+    if (e.state !== 'blocked') return false;
+    this.#nodes.get(e.node!)!.blocked.delete(gpid);
+    e.state = 'queued';
+    e.lastNode = e.node;
+    e.node = undefined;
+    return true;
+  }
+
+  /** The process exited or was killed: it is forgotten. Returns false if it was not known. */
+  release(gpid: bigint): boolean {
+    const e = this.#procs.get(gpid);
+    if (!e) return false;
+    if (e.node !== undefined) {
+      const n = this.#nodes.get(e.node);
+      n?.holders.delete(gpid);
+      n?.blocked.delete(gpid);
+    }
+    this.#procs.delete(gpid);
+    return true;
+  }
+
+  /**
+   * The checkpoint of a suspend decision was taken: the process frees its slot and waits in the queue. Returns
+   * false (and does nothing) if it was not suspending (it blocked, exited or was lost meanwhile).
+   */
+  suspended(gpid: bigint): boolean {
+    const e = this.#proc(gpid);
+    if (e.state !== 'suspending') return false;
+    this.#nodes.get(e.node!)!.holders.delete(gpid);
+    e.state = 'suspended';
+    e.lastNode = e.node;
+    e.node = undefined;
+    e.suspendFor = undefined;
+    return true;
+  }
+
+  /**
+   * The process now lives on `to`: confirms a migration the runtime made on its own, or reports a failed one
+   * (`to` = the node it stayed on). Counts as a migration for the cool-down.
+   */
+  migrated(gpid: bigint, to: string): void {
+    const e = this.#proc(gpid);
+    const dest = this.#node(to);
+    if (e.node === undefined) throw new SchedError(`process ${gpid} is ${e.state}, on no node: it cannot have migrated`);
+    const src = this.#nodes.get(e.node)!;
+    const set = e.state === 'blocked' ? 'blocked' : 'holders';
+    src[set].delete(gpid);
+    dest[set].add(gpid);
+    e.node = to;
+    e.lastNode = to;
+    e.lastMigrationTick = this.#ticks;
+  }
+
+  // ---- queries ----
+
+  process(gpid: bigint): SchedEntry | undefined {
+    const e = this.#procs.get(gpid);
+    return e && view(e);
+  }
+
+  /** Every process, by GPID. */
+  list(): SchedEntry[] {
+    return [...this.#procs.values()].sort((a, b) => cmpBig(a.gpid, b.gpid)).map(view);
+  }
+
+  /** The waiting processes ('queued' and 'suspended') in the order they will be placed. */
+  queue(): bigint[] {
+    return this.#waiting().map((e) => e.gpid);
+  }
+
+  /** Every node, by id. */
+  nodes(): NodeView[] {
+    return this.#sortedNodes().map((n) => ({
+      id: n.id, slots: n.slots, speed: n.speed, load: n.load, alive: n.alive, effectiveSpeed: eff(n),
+      used: n.holders.size, free: freeOf(n),
+      processes: [...n.holders].sort(cmpBig), blocked: [...n.blocked].sort(cmpBig),
+    }));
+  }
+
+  // ---- decisions ----
+
+  /** Decides placements, suspensions and migrations, applies them to this state, and returns them in order. */
+  tick(): Decision[] {
+    this.#ticks++;
+    const out: Decision[] = [];
+    const touched = new Set<bigint>();
+    let migrations = 0;
+    const canMigrate = (e: Entry): boolean =>
+      migrations < this.options.maxMigrationsPerTick && !touched.has(e.gpid) &&
+      this.#ticks - e.lastMigrationTick > this.options.migrateCooldownTicks;
+    const nodes = this.#sortedNodes();
+
+    // 1. waiting processes and the excess of over-subscribed nodes, in queue order
+    const pendingOn = new Map<string, number>();
+    for (const e of this.#procs.values()) {
+      if (e.state === 'suspending') pendingOn.set(e.node!, (pendingOn.get(e.node!) ?? 0) + 1);
+    }
+    const demands: Entry[] = this.#waiting();
+    const excess = new Set<bigint>();
+    for (const n of nodes) {
+      const over = n.holders.size - (pendingOn.get(n.id) ?? 0) - n.slots;
+      if (!n.alive || over <= 0) continue;
+      const movable = [...n.holders].map((g) => this.#procs.get(g)!)
+        .filter((e) => e.state === 'running' && canMigrate(e))
+        .sort((a, b) => a.priority - b.priority || b.seq - a.seq);
+      for (const e of movable.slice(0, over)) excess.add(e.gpid);
+    }
+    if (excess.size > 0) {
+      const rank = (e: Entry): boolean => e.front || excess.has(e.gpid);
+      for (const g of excess) demands.push(this.#procs.get(g)!);
+      demands.sort((a, b) => b.priority - a.priority || Number(rank(b)) - Number(rank(a)) || a.seq - b.seq ||
+        cmpBig(a.gpid, b.gpid));
+    }
+    for (const e of demands) {
+      const isExcess = excess.has(e.gpid);
+      if (isExcess && !canMigrate(e)) continue;
+      const target = this.#pick(e, nodes, isExcess ? e.node : undefined);
+      if (!target) continue;
+      touched.add(e.gpid);
+      if (isExcess) {
+        migrations++;
+        out.push(this.#move(e, target, 'oversubscribed'));
+      } else {
+        out.push({ kind: 'place', gpid: e.gpid, node: target.id, resume: e.started });
+        target.holders.add(e.gpid);
+        e.state = 'running';
+        e.node = e.lastNode = target.id;
+        e.started = true;
+        e.front = false;
+      }
+    }
+
+    // 2. preemption: make room for strictly higher-priority waiting processes
+    if (this.options.preempt) {
+      const served = new Set<bigint>();
+      for (const e of this.#procs.values()) if (e.suspendFor !== undefined) served.add(e.suspendFor);
+      // the lowest priority among running processes: no waiting process at or below it can preempt
+      let lowest = Infinity;
+      for (const e of this.#procs.values()) {
+        if (e.state === 'running' && !touched.has(e.gpid)) lowest = Math.min(lowest, e.priority);
+      }
+      for (const w of this.#waiting()) {
+        if (w.priority <= lowest) break; // the queue is in priority order
+        if (served.has(w.gpid)) continue;
+        let victim: Entry | undefined;
+        for (const n of nodes) {
+          const pending = pendingOn.get(n.id) ?? 0;
+          if (!this.#eligible(w, n, nodes) || n.holders.size - pending > n.slots) continue;
+          for (const g of n.holders) {
+            const v = this.#procs.get(g)!;
+            if (v.state !== 'running' || touched.has(g) || v.priority >= w.priority) continue;
+            if (!victim || v.priority < victim.priority || (v.priority === victim.priority && v.seq > victim.seq)) {
+              victim = v;
+            }
+          }
+        }
+        if (!victim) continue;
+        touched.add(victim.gpid);
+        victim.state = 'suspending';
+        victim.suspendFor = w.gpid;
+        pendingOn.set(victim.node!, (pendingOn.get(victim.node!) ?? 0) + 1);
+        out.push({ kind: 'suspend', gpid: victim.gpid, node: victim.node!, beneficiary: w.gpid });
+      }
+    }
+
+    // 3. speed rebalancing into free slots on much faster nodes
+    if (Number.isFinite(this.options.speedRatio)) {
+      const running = [...this.#procs.values()]
+        .filter((e) => e.state === 'running' && this.#nodes.get(e.node!)!.alive && canMigrate(e))
+        .sort((a, b) => eff(this.#nodes.get(a.node!)!) - eff(this.#nodes.get(b.node!)!) ||
+          b.priority - a.priority || a.seq - b.seq);
+      for (const e of running) {
+        if (migrations >= this.options.maxMigrationsPerTick) break;
+        if (!canMigrate(e) || e.node === e.preferNode) continue;
+        const from = this.#nodes.get(e.node!)!;
+        const bar = eff(from) * this.options.speedRatio;
+        let best: GridNode | undefined;
+        for (const n of nodes) {
+          if (n === from || freeOf(n) === 0 || !this.#eligible(e, n, nodes) || !(eff(n) > bar)) continue;
+          if (!best || eff(n) > eff(best) || (eff(n) === eff(best) && freeOf(n) > freeOf(best))) best = n;
+        }
+        if (!best) continue;
+        touched.add(e.gpid);
+        migrations++;
+        out.push(this.#move(e, best, 'speed'));
+      }
+    }
+    return out;
+  }
+
+  // ---- internals ----
+
+  #move(e: Entry, to: GridNode, reason: 'oversubscribed' | 'speed'): Decision {
+    const from = e.node!;
+    this.#nodes.get(from)!.holders.delete(e.gpid);
+    to.holders.add(e.gpid);
+    e.node = e.lastNode = to.id;
+    e.lastMigrationTick = this.#ticks;
+    return { kind: 'migrate', gpid: e.gpid, from, to: to.id, reason };
+  }
+
+  /** The node to run `e` on, among eligible alive nodes with a free slot other than `exclude`. */
+  #pick(e: Entry, nodes: GridNode[], exclude: string | undefined): GridNode | undefined {
+    const cands = nodes.filter((n) => n.id !== exclude && freeOf(n) > 0 && this.#eligible(e, n, nodes));
+    if (cands.length === 0) return undefined;
+    const preferred = cands.find((n) => n.id === e.preferNode);
+    if (preferred) return preferred;
+    const fastest = Math.max(...cands.map(eff));
+    const fastEnough = cands.filter((n) => !(eff(n) * this.options.speedRatio < fastest));
+    const last = e.started ? fastEnough.find((n) => n.id === e.lastNode) : undefined;
+    if (last) return last;
+    let best: GridNode | undefined;
+    let bestScore = -1;
+    for (const n of fastEnough) {
+      const score = freeOf(n) * eff(n);
+      // nodes are in id order, so strict comparisons keep the lowest id among equals
+      if (score > bestScore || (score === bestScore && freeOf(n) > freeOf(best!))) {
+        best = n;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  #eligible(e: Entry, n: GridNode, nodes: GridNode[]): boolean {
+    if (!n.alive) return false;
+    if (e.avoidNode !== n.id) return true;
+    // relax the constraint when the avoided node is the only alive node with slots
+    return !nodes.some((m) => m !== n && m.alive && m.slots > 0);
+  }
+
+  #waiting(): Entry[] {
+    return [...this.#procs.values()].filter((e) => e.state === 'queued' || e.state === 'suspended').sort(queueOrder);
+  }
+
+  #sortedNodes(): GridNode[] {
+    return [...this.#nodes.values()].sort((a, b) => cmpStr(a.id, b.id));
+  }
+
+  #node(id: string): GridNode {
+    const n = this.#nodes.get(id);
+    if (!n) throw new SchedError(`unknown node ${id}: add it with addNode first`);
+    return n;
+  }
+
+  #proc(gpid: bigint): Entry {
+    const e = this.#procs.get(gpid);
+    if (!e) throw new SchedError(`unknown process ${gpid}: submit it first (or it was released)`);
+    return e;
+  }
+
+  #patch(n: GridNode, p: NodePatch): void {
+    if (p.slots !== undefined && (!Number.isInteger(p.slots) || p.slots < 0)) {
+      throw new SchedError(`node ${n.id}: slots must be an integer ≥ 0, got ${p.slots}`);
+    }
+    if (p.speed !== undefined && !(p.speed > 0 && Number.isFinite(p.speed))) {
+      throw new SchedError(`node ${n.id}: speed must be a finite number > 0, got ${p.speed}`);
+    }
+    if (p.load !== undefined && !(p.load >= 0 && p.load <= 1)) {
+      throw new SchedError(`node ${n.id}: load must be in [0, 1], got ${p.load}`);
+    }
+    if (p.alive !== undefined && typeof p.alive !== 'boolean') throw new SchedError(`node ${n.id}: alive must be a boolean`);
+    if (p.slots !== undefined) n.slots = p.slots;
+    if (p.speed !== undefined) n.speed = p.speed;
+    if (p.load !== undefined) n.load = p.load;
+    if (p.alive !== undefined) n.alive = p.alive;
+  }
+}

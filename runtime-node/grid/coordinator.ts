@@ -1,0 +1,614 @@
+// The origin of a grid on one machine: starts N nodes, keeps the global process table (GPIDs), places processes
+// through the scheduler (kernel/sched), answers grid calls (spawn, fork, wait), migrates processes, recovers the
+// processes of lost nodes from their last exported checkpoint, and integrates output in GPID order.
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import {
+  Errno,
+  LocalBus,
+  Scheduler,
+  type CallResult,
+  type CheckpointPolicy,
+  type GridCallMsg,
+  type NodeCommand,
+  type NodeEvent,
+  type ProcCounters,
+  type ProcSpec,
+  type Usage,
+} from '../../kernel/index.js';
+import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
+import { DiskModuleCache } from '../cache.js';
+import { startNode, type Isolation, type NodeHandle } from './nodes.js';
+import { OutputIntegrator, type Sink } from './output.js';
+
+export type ProcState = 'queued' | 'starting' | 'running' | 'migrating' | 'suspending' | 'suspended' | 'blocked' | 'exited' | 'failed' | 'killed';
+
+export interface GridOptions {
+  nodes: number;
+  isolate?: Isolation;
+  slotsPerNode?: number;
+  /** a node that sends no heartbeat for this long is lost (default 3000 ms) */
+  heartbeatTimeoutMs?: number;
+  checkpointPolicy?: CheckpointPolicy;
+  /** start a new node when one is lost (default true) */
+  replaceLostNodes?: boolean;
+  /** use the on-disk cache of instrumented modules (default true) */
+  cache?: boolean;
+  /** preempt lower-priority processes for higher ones (default true) */
+  preempt?: boolean;
+}
+
+export interface JobSpec {
+  wasm: string | Uint8Array;
+  name?: string;
+  args?: string[];
+  env?: string[];
+  dirs?: Array<{ host: string; guest: string; readonly?: boolean }>;
+  memDirs?: string[];
+  limits?: { maxMemoryBytes?: number; fuel?: number; timeoutMs?: number };
+  /** run as this many rank-aware parts (GRIDVM_RANK / GRIDVM_SIZE); default 1 */
+  parts?: number;
+  priority?: number;
+  /** migrate each running process of the job to another node at this interval */
+  migrateEveryMs?: number;
+  stdout?: Sink;
+  stderr?: Sink;
+}
+
+export interface ProcView {
+  gpid: number;
+  job: string;
+  name: string;
+  rank: number;
+  parent: number;
+  state: ProcState;
+  node: string | null;
+  priority: number;
+  cpuMs: number;
+  fuelUsed: number;
+  memoryPeakBytes: number;
+  checkpoints: number;
+  exportedCheckpoints: number;
+  migrations: number;
+  recoveries: number;
+  /** every node it ran on, in order (a node appears again after each move back) */
+  visited: string[];
+  exitCode: number | null;
+  failure?: { why: string; reason?: string; message: string; stack?: string[]; node: string | null; at: string };
+}
+
+export interface NodeView {
+  id: string;
+  isolate: Isolation;
+  pid: number;
+  slots: number;
+  alive: boolean;
+  running: number[];
+  lostWhy?: string;
+}
+
+export interface JobResult {
+  id: string;
+  exitCode: number;
+  processes: ProcView[];
+  startedAt: string;
+  endedAt: string;
+  elapsedMs: number;
+  /** chunks whose offset ran past what was emitted (must be 0) */
+  outputGaps: number;
+}
+
+interface Recovery {
+  snapshot?: Uint8Array;
+  resolve?: CallResult;
+}
+
+interface ProcRecord {
+  view: ProcView;
+  job: JobRecord;
+  hash: string;
+  spec: ProcSpec;
+  recovery: Recovery;
+  counters: ProcCounters;
+  /** the node a migration goes to */
+  migrateTo?: string;
+  /** the blocked call being answered, and its snapshot */
+  blocked?: { call: GridCallMsg; snapshot: Uint8Array };
+  children: number[];
+  reaped: Set<number>;
+}
+
+interface JobRecord {
+  id: string;
+  procs: ProcRecord[];
+  out: OutputIntegrator;
+  startedAt: number;
+  startedIso: string;
+  done: (r: JobResult) => void;
+  promise: Promise<JobResult>;
+  migrateTimer?: ReturnType<typeof setInterval>;
+  rankJob: boolean;
+  priority: number;
+}
+
+interface NodeRecord {
+  handle: NodeHandle;
+  slots: number;
+  alive: boolean;
+  lastSeen: number;
+  modules: Set<string>;
+  lostWhy?: string;
+}
+
+const DEFAULT_POLICY: CheckpointPolicy = { w: 0.5, minMs: 200, maxMs: 5000, initialMs: 1000, exportEvery: 2 };
+const KILLED_CODE = 137;
+const TRAP_CODE = 134;
+
+export class Grid {
+  readonly bus = new LocalBus();
+  private readonly sched: Scheduler;
+  private readonly nodeRecs = new Map<string, NodeRecord>();
+  private readonly procs = new Map<number, ProcRecord>();
+  private readonly jobs = new Map<string, JobRecord>();
+  private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
+  private nextGpid = 1;
+  private nextNode = 1;
+  private nextJob = 1;
+  private kickQueued = false;
+  private monitor: ReturnType<typeof setInterval> | undefined;
+  private closed = false;
+  private readonly cache: DiskModuleCache | undefined;
+
+  private constructor(readonly opts: GridOptions) {
+    this.sched = new Scheduler({ preempt: opts.preempt ?? true });
+    this.cache = opts.cache === false ? undefined : new DiskModuleCache();
+  }
+
+  static async start(opts: GridOptions): Promise<Grid> {
+    if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new Error(`--nodes must be a positive integer, not ${opts.nodes}`);
+    const g = new Grid(opts);
+    g.bus.subscribe('coord', (m) => g.onEvent(m as NodeEvent));
+    for (let i = 0; i < opts.nodes; i++) g.addNode();
+    g.monitor = setInterval(() => g.checkHeartbeats(), 250);
+    g.monitor.unref?.();
+    return g;
+  }
+
+  private addNode(): NodeRecord {
+    const id = `n${this.nextNode++}`;
+    const slots = this.opts.slotsPerNode ?? 1;
+    const handle = startNode(id, this.bus, this.opts.isolate ?? 'thread', slots);
+    const rec: NodeRecord = { handle, slots, alive: true, lastSeen: Date.now(), modules: new Set() };
+    handle.onExit = (why) => this.nodeLost(id, why);
+    this.nodeRecs.set(id, rec);
+    this.sched.addNode({ id, slots });
+    this.kick();
+    return rec;
+  }
+
+  // ------------------------------------------------------------------ jobs
+
+  /** Submit a job; resolves when every process of it has ended. */
+  async submit(spec: JobSpec): Promise<{ id: string; done: Promise<JobResult> }> {
+    const bytes = typeof spec.wasm === 'string' ? new Uint8Array(readFileSync(spec.wasm)) : spec.wasm;
+    const hash = await this.loadModule(bytes);
+    const id = `job-${process.pid.toString(36)}-${(this.nextJob++).toString(36)}`;
+    let done!: (r: JobResult) => void;
+    const promise = new Promise<JobResult>((r) => (done = r));
+    const sinks = { 1: spec.stdout ?? (() => {}), 2: spec.stderr ?? (() => {}) };
+    const parts = spec.parts ?? 1;
+    const job: JobRecord = {
+      id, procs: [], out: new OutputIntegrator(sinks), startedAt: performance.now(), startedIso: new Date().toISOString(),
+      done, promise, rankJob: parts > 1, priority: spec.priority ?? 0,
+    };
+    this.jobs.set(id, job);
+    const name = spec.name ?? (typeof spec.wasm === 'string' ? spec.wasm.split('/').pop()! : 'job.wasm');
+    const mounts: ProcSpec['mounts'] = [
+      ...(spec.dirs ?? []).map((d) => ({ guest: d.guest, kind: 'host' as const, host: resolvePath(d.host), readonly: !!d.readonly })),
+      ...(spec.memDirs ?? []).map((g) => ({ guest: g, kind: 'memory' as const })),
+      // last, so the job's own preopens keep their fd numbers
+      { guest: '/proc', kind: 'proc' as const },
+    ];
+    for (let rank = 0; rank < parts; rank++) {
+      const env = [...(spec.env ?? []).filter((e) => !/^GRIDVM_(RANK|SIZE)=/.test(e)), `GRIDVM_RANK=${rank}`, `GRIDVM_SIZE=${parts}`];
+      this.newProcess(job, hash, { name, args: spec.args ?? [], env, mounts, limits: spec.limits ?? {}, grid: { gpid: 0, parent: 0, rank, size: parts } }, {});
+    }
+    if (spec.migrateEveryMs) {
+      if (this.aliveNodes().length < 2) process.stderr.write('gridvm: --migrate-every needs at least 2 nodes; not migrating\n');
+      else {
+        job.migrateTimer = setInterval(() => this.migrateRound(job), spec.migrateEveryMs);
+        job.migrateTimer.unref?.();
+      }
+    }
+    this.kick();
+    return { id, done: promise };
+  }
+
+  private async loadModule(bytes: Uint8Array): Promise<string> {
+    const job = await prepareJob(bytes, this.cache ? { cache: this.cache } : {});
+    if (!this.modules.has(job.hash)) this.modules.set(job.hash, { bytes: job.bytes, info: job.info });
+    return job.hash;
+  }
+
+  private newProcess(job: JobRecord, hash: string, spec: ProcSpec, recovery: Recovery, parent?: ProcRecord): ProcRecord {
+    const gpid = this.nextGpid++;
+    spec.grid.gpid = gpid;
+    const view: ProcView = {
+      gpid, job: job.id, name: spec.name, rank: spec.grid.rank, parent: spec.grid.parent, state: 'queued', node: null,
+      priority: job.priority, cpuMs: 0, fuelUsed: 0, memoryPeakBytes: 0, checkpoints: 0, exportedCheckpoints: 0,
+      migrations: 0, recoveries: 0, visited: [], exitCode: null,
+    };
+    const rec: ProcRecord = { view, job, hash, spec, recovery, counters: { cpuMs: 0, checkpoints: 0, migrations: 0 }, children: [], reaped: new Set() };
+    if (parent) {
+      rec.counters = { cpuMs: 0, checkpoints: 0, migrations: 0 };
+      parent.children.push(gpid);
+    }
+    this.procs.set(gpid, rec);
+    job.procs.push(rec);
+    job.out.add(gpid);
+    this.sched.submit({ gpid: BigInt(gpid), priority: job.priority });
+    return rec;
+  }
+
+  // ------------------------------------------------------------------ scheduling
+
+  private kick(): void {
+    if (this.kickQueued || this.closed) return;
+    this.kickQueued = true;
+    queueMicrotask(() => {
+      this.kickQueued = false;
+      if (this.closed) return;
+      for (const d of this.sched.tick()) {
+        const rec = this.procs.get(Number(d.gpid));
+        if (!rec) continue;
+        if (d.kind === 'place') this.startOn(rec, d.node);
+        else if (d.kind === 'suspend') this.stop(rec, 'suspending');
+        else if (d.kind === 'migrate') this.migrate(rec.view.gpid, d.to);
+      }
+    });
+  }
+
+  private startOn(rec: ProcRecord, node: string): void {
+    const n = this.nodeRecs.get(node);
+    if (!n || !n.alive) {
+      // placed on a node that just went away: back to the queue
+      this.requeue(rec);
+      return;
+    }
+    if (!n.modules.has(rec.hash)) {
+      const m = this.modules.get(rec.hash)!;
+      this.send(node, { t: 'module', hash: rec.hash, bytes: m.bytes, info: m.info });
+      n.modules.add(rec.hash);
+    }
+    rec.view.state = 'starting';
+    rec.view.node = node;
+    rec.view.visited.push(node);
+    this.send(node, {
+      t: 'start', gpid: rec.view.gpid, hash: rec.hash, spec: rec.spec, counters: { ...rec.counters },
+      ...(rec.recovery.snapshot ? { snapshot: rec.recovery.snapshot } : {}),
+      ...(rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
+      policy: this.opts.checkpointPolicy ?? DEFAULT_POLICY,
+    });
+  }
+
+  /** Put a process back in the scheduler's queue (it continues from rec.recovery). */
+  private requeue(rec: ProcRecord): void {
+    const g = BigInt(rec.view.gpid);
+    this.sched.release(g);
+    this.sched.submit({ gpid: g, priority: rec.view.priority });
+    rec.view.state = 'queued';
+    rec.view.node = null;
+    this.kick();
+  }
+
+  private send(node: string, m: NodeCommand): void {
+    this.bus.publish(`node.${node}`, m);
+  }
+
+  /** Ask a running process to stop at its next safe point (suspend for migration or preemption). */
+  private stop(rec: ProcRecord, state: 'migrating' | 'suspending'): void {
+    if (!rec.view.node) return;
+    rec.view.state = state;
+    this.send(rec.view.node, { t: 'control', gpid: rec.view.gpid, action: 'suspend', reason: state });
+  }
+
+  // ------------------------------------------------------------------ events from nodes
+
+  private onEvent(e: NodeEvent): void {
+    if (this.closed) return;
+    const n = this.nodeRecs.get(e.node);
+    if (!n || !n.alive) return; // a lost node's last words are ignored
+    n.lastSeen = Date.now();
+    if (e.t === 'hello' || e.t === 'heartbeat') return;
+    const rec = this.procs.get(e.gpid);
+    if (!rec || rec.view.node !== e.node) return; // stale: the process moved on
+    switch (e.t) {
+      case 'started':
+        if (rec.view.state === 'starting') rec.view.state = 'running';
+        return;
+      case 'output':
+        rec.job.out.deliver(rec.view.gpid, e.fd, e.offset, e.bytes);
+        return;
+      case 'checkpoint':
+        rec.recovery = { snapshot: e.snapshot };
+        rec.view.exportedCheckpoints++;
+        this.usage(rec, e.usage);
+        return;
+      case 'suspended':
+        this.onSuspended(rec, e.snapshot, e.usage);
+        return;
+      case 'blocked':
+        this.usage(rec, e.usage);
+        this.onBlocked(rec, e.call, e.snapshot);
+        return;
+      case 'exit':
+        this.usage(rec, e.usage);
+        this.finish(rec, 'exited', e.code);
+        return;
+      case 'trap':
+        this.usage(rec, e.usage);
+        if (e.reason === 'killed') this.finish(rec, 'killed', KILLED_CODE, { why: 'killed', reason: e.reason, message: e.message, stack: e.stack });
+        else this.finish(rec, 'failed', TRAP_CODE, { why: e.reason === 'fuel' || e.reason === 'timeout' || e.reason === 'memory-limit' ? 'limit' : 'trap', reason: e.reason, message: e.message, stack: e.stack });
+        return;
+      case 'error':
+        this.finish(rec, 'failed', 125, { why: 'error', message: e.message });
+        return;
+    }
+  }
+
+  private usage(rec: ProcRecord, u: Usage): void {
+    rec.view.cpuMs = Math.round(u.cpuMs);
+    rec.view.fuelUsed = u.fuelUsed;
+    rec.view.memoryPeakBytes = Math.max(rec.view.memoryPeakBytes, u.memoryPeakBytes);
+    rec.view.checkpoints = u.checkpoints;
+    rec.counters = { cpuMs: u.cpuMs, checkpoints: u.checkpoints, migrations: rec.view.migrations };
+  }
+
+  private onSuspended(rec: ProcRecord, snapshot: Uint8Array, u: Usage): void {
+    this.usage(rec, u);
+    rec.recovery = { snapshot };
+    const to = rec.migrateTo;
+    rec.migrateTo = undefined;
+    if (rec.view.state === 'migrating' && to && this.nodeRecs.get(to)?.alive) {
+      rec.view.migrations++;
+      rec.counters.migrations = rec.view.migrations;
+      this.sched.migrated(BigInt(rec.view.gpid), to);
+      this.startOn(rec, to);
+      return;
+    }
+    // preempted (or the migration target went away): back to the queue, continuing from this snapshot
+    if (rec.view.state === 'suspending' && this.sched.suspended(BigInt(rec.view.gpid))) {
+      rec.view.state = 'suspended';
+      rec.view.node = null;
+      this.kick();
+    } else this.requeue(rec);
+  }
+
+  // ------------------------------------------------------------------ grid calls
+
+  private onBlocked(rec: ProcRecord, call: GridCallMsg, snapshot: Uint8Array): void {
+    rec.view.state = 'blocked';
+    rec.view.node = null;
+    rec.blocked = { call, snapshot };
+    rec.recovery = { snapshot };
+    // a blocked process's state is here, at the origin: it leaves the scheduler until its call is answered
+    this.sched.release(BigInt(rec.view.gpid));
+    this.kick();
+    if (call.op === 'fork') {
+      const child = this.newProcess(rec.job, rec.hash, { ...rec.spec, grid: { ...rec.spec.grid, gpid: 0, parent: rec.view.gpid } }, { snapshot, resolve: { value: 0 } }, rec);
+      child.counters = { cpuMs: 0, checkpoints: 0, migrations: 0 };
+      this.answer(rec, { value: child.view.gpid });
+    } else if (call.op === 'spawn') {
+      void this.spawn(rec, call).then(
+        (v) => this.answer(rec, { value: v }),
+        () => this.answer(rec, { value: -Errno.NOENT }),
+      );
+    } else {
+      this.tryWait(rec);
+    }
+  }
+
+  /**
+   * spawn: the module is the caller's own when `path` is its argv[0] (like /proc/self/exe), else a file in one of
+   * its host mounts, instrumented here on the origin (and cached) before it is shipped to a node.
+   */
+  private async spawn(rec: ProcRecord, call: { path: string; argv: string[] }): Promise<number> {
+    let hash = rec.hash;
+    if (call.path !== rec.spec.name) {
+      const host = this.hostPathOf(rec.spec, call.path);
+      if (!host) return -Errno.NOENT;
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(readFileSync(host));
+      } catch {
+        return -Errno.NOENT;
+      }
+      try {
+        hash = await this.loadModule(bytes);
+      } catch {
+        return -Errno.NOEXEC;
+      }
+    }
+    const argv = call.argv.length ? call.argv : [call.path];
+    const child = this.newProcess(rec.job, hash, {
+      name: argv[0]!, args: argv.slice(1), env: rec.spec.env, mounts: rec.spec.mounts, limits: rec.spec.limits,
+      grid: { gpid: 0, parent: rec.view.gpid, rank: 0, size: 1 },
+    }, {}, rec);
+    this.kick();
+    return child.view.gpid;
+  }
+
+  /** The host file behind a guest path, through the process's host mounts. */
+  private hostPathOf(spec: ProcSpec, guestPath: string): string | undefined {
+    const norm = guestPath.replace(/\/+/g, '/');
+    for (const m of spec.mounts) {
+      if (m.kind !== 'host' || !m.host) continue;
+      const g = m.guest.replace(/\/+$/, '') || '/';
+      if (norm === g || !norm.startsWith(g === '/' ? '/' : `${g}/`)) continue;
+      const rel = norm.slice(g.length).replace(/^\/+/, '');
+      if (rel.split('/').some((p) => p === '..')) return undefined;
+      return resolvePath(m.host, rel);
+    }
+    return undefined;
+  }
+
+  private tryWait(rec: ProcRecord): void {
+    const call = rec.blocked?.call;
+    if (!call || call.op !== 'wait') return;
+    const candidates = rec.children.filter((c) => !rec.reaped.has(c) && (call.gpid === -1 || c === call.gpid));
+    if (!candidates.length) return this.answer(rec, { value: -Errno.CHILD });
+    const ended = candidates.find((c) => this.isEnded(this.procs.get(c)!));
+    if (ended === undefined) return; // answered when a child ends
+    rec.reaped.add(ended);
+    this.answer(rec, { value: ended, status: this.procs.get(ended)!.view.exitCode ?? 0 });
+  }
+
+  private answer(rec: ProcRecord, result: CallResult): void {
+    if (!rec.blocked) return;
+    rec.recovery = { snapshot: rec.blocked.snapshot, resolve: result };
+    rec.blocked = undefined;
+    this.requeue(rec);
+  }
+
+  private isEnded(rec: ProcRecord): boolean {
+    return rec.view.state === 'exited' || rec.view.state === 'failed' || rec.view.state === 'killed';
+  }
+
+  // ------------------------------------------------------------------ endings
+
+  private finish(rec: ProcRecord, state: 'exited' | 'failed' | 'killed', code: number, failure?: Omit<NonNullable<ProcView['failure']>, 'node' | 'at'>): void {
+    if (this.isEnded(rec)) return;
+    rec.view.state = state;
+    rec.view.exitCode = code;
+    if (failure) rec.view.failure = { ...failure, node: rec.view.node, at: new Date().toISOString() };
+    rec.view.node = null;
+    rec.recovery = {};
+    rec.blocked = undefined;
+    this.sched.release(BigInt(rec.view.gpid));
+    rec.job.out.finish(rec.view.gpid);
+    const parent = this.procs.get(rec.spec.grid.parent);
+    if (parent?.blocked) this.tryWait(parent);
+    this.kick();
+    this.maybeJobDone(rec.job);
+  }
+
+  private maybeJobDone(job: JobRecord): void {
+    if (!job.procs.every((p) => this.isEnded(p))) return;
+    if (job.migrateTimer) clearInterval(job.migrateTimer);
+    const procs = job.procs.map((p) => ({ ...p.view, visited: [...p.view.visited] }));
+    let exitCode: number;
+    if (job.rankJob) exitCode = procs.find((p) => p.exitCode !== 0)?.exitCode ?? 0;
+    else exitCode = procs[0]!.exitCode ?? 125;
+    const ended = performance.now();
+    job.done({
+      id: job.id, exitCode, processes: procs, startedAt: job.startedIso, endedAt: new Date().toISOString(),
+      elapsedMs: ended - job.startedAt, outputGaps: job.out.gaps,
+    });
+  }
+
+  // ------------------------------------------------------------------ control: ps, kill, migrate
+
+  ps(): ProcView[] {
+    return [...this.procs.values()].map((p) => ({ ...p.view, visited: [...p.view.visited] }));
+  }
+
+  nodes(): NodeView[] {
+    return [...this.nodeRecs.entries()].map(([id, n]) => ({
+      id, isolate: n.handle.isolate, pid: n.handle.pid, slots: n.slots, alive: n.alive,
+      running: [...this.procs.values()].filter((p) => p.view.node === id).map((p) => p.view.gpid),
+      ...(n.lostWhy ? { lostWhy: n.lostWhy } : {}),
+    }));
+  }
+
+  jobIds(): string[] {
+    return [...this.jobs.keys()];
+  }
+
+  /** Kill a process (GPID). Returns false if there is no such live process. */
+  kill(gpid: number): boolean {
+    const rec = this.procs.get(gpid);
+    if (!rec || this.isEnded(rec)) return false;
+    if (rec.view.node && (rec.view.state === 'running' || rec.view.state === 'starting' || rec.view.state === 'migrating' || rec.view.state === 'suspending')) {
+      this.send(rec.view.node, { t: 'control', gpid, action: 'kill' });
+    } else {
+      this.finish(rec, 'killed', KILLED_CODE, { why: 'killed', message: 'killed while not running' });
+    }
+    return true;
+  }
+
+  /** Move a running process to another node. Throws with a reason if it cannot. */
+  migrate(gpid: number, to: string): void {
+    const rec = this.procs.get(gpid);
+    if (!rec) throw new Error(`no process with GPID ${gpid}`);
+    const n = this.nodeRecs.get(to);
+    if (!n || !n.alive) throw new Error(`no live node ${to} (nodes: ${this.aliveNodes().join(', ')})`);
+    if (rec.view.state !== 'running' && rec.view.state !== 'starting') throw new Error(`process ${gpid} is ${rec.view.state}, not running`);
+    if (rec.view.node === to) return;
+    rec.migrateTo = to;
+    this.stop(rec, 'migrating');
+  }
+
+  private aliveNodes(): string[] {
+    return [...this.nodeRecs.entries()].filter(([, n]) => n.alive).map(([id]) => id);
+  }
+
+  private migrateRound(job: JobRecord): void {
+    const alive = this.aliveNodes();
+    if (alive.length < 2) return;
+    for (const rec of job.procs) {
+      if (rec.view.state !== 'running' || !rec.view.node) continue;
+      const i = alive.indexOf(rec.view.node);
+      const to = alive[(i + 1) % alive.length]!;
+      this.migrate(rec.view.gpid, to);
+    }
+  }
+
+  // ------------------------------------------------------------------ failures
+
+  private checkHeartbeats(): void {
+    const limit = this.opts.heartbeatTimeoutMs ?? 3000;
+    const now = Date.now();
+    for (const [id, n] of this.nodeRecs) {
+      if (n.alive && now - n.lastSeen > limit) this.nodeLost(id, `no heartbeat for ${now - n.lastSeen} ms`);
+    }
+  }
+
+  /** A node died: its processes continue from their last exported checkpoint elsewhere. */
+  nodeLost(id: string, why: string): void {
+    const n = this.nodeRecs.get(id);
+    if (!n || !n.alive || this.closed) return;
+    n.alive = false;
+    n.lostWhy = why;
+    void n.handle.stop(true);
+    this.sched.removeNode(id);
+    for (const rec of this.procs.values()) {
+      if (rec.view.node !== id || this.isEnded(rec)) continue;
+      rec.view.node = null;
+      rec.view.state = 'queued';
+      rec.view.recoveries++;
+      rec.migrateTo = undefined;
+    }
+    for (const rec of this.procs.values()) if (rec.migrateTo === id) rec.migrateTo = undefined;
+    if (this.opts.replaceLostNodes ?? true) this.addNode();
+    this.kick();
+  }
+
+  /** Kill a node's OS process (process isolation) as a failure would. */
+  killNode(id: string): boolean {
+    const n = this.nodeRecs.get(id);
+    if (!n || !n.alive) return false;
+    if (n.handle.isolate === 'process') {
+      process.kill(n.handle.pid, 'SIGKILL');
+    } else this.nodeLost(id, 'killed');
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.monitor) clearInterval(this.monitor);
+    for (const j of this.jobs.values()) if (j.migrateTimer) clearInterval(j.migrateTimer);
+    await Promise.all([...this.nodeRecs.values()].map((n) => n.handle.stop(false)));
+    this.bus.close();
+  }
+}

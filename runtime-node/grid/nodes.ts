@@ -1,0 +1,73 @@
+// Starting the nodes of a local grid: in this process (each node's processes run on its own runner threads) or as
+// separate OS processes (`--isolate process`, so a node can be SIGKILLed), bridged to the Bus over IPC with the
+// msgpackr-encoded wire protocol.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { decodeMessage, encodeMessage, type Bus } from '../../kernel/index.js';
+import { NodeHost } from './node-host.js';
+
+export type Isolation = 'thread' | 'process';
+
+/** A started node as the coordinator holds it. */
+export interface NodeHandle {
+  id: string;
+  isolate: Isolation;
+  /** OS process id of the node (this process for thread nodes) */
+  pid: number;
+  /** stop the node; for process nodes, kill it (SIGKILL with `hard`) */
+  stop(hard?: boolean): Promise<void>;
+  /** called once when the node's OS process exits (process nodes only) */
+  onExit?: (why: string) => void;
+}
+
+function nodeMainPath(): string {
+  const here = import.meta.url;
+  const url = here.endsWith('.ts') ? new URL('../../dist/runtime-node/grid/node-main.js', here) : new URL('./node-main.js', here);
+  const p = fileURLToPath(url);
+  if (!existsSync(p)) throw new Error(`node entry ${p} is missing: run \`npm run build\``);
+  return p;
+}
+
+export function startNode(id: string, bus: Bus, isolate: Isolation, slots: number): NodeHandle {
+  if (isolate === 'thread') {
+    const host = new NodeHost(id, bus, { slots });
+    host.start();
+    return { id, isolate, pid: process.pid, stop: () => host.close() };
+  }
+  const child: ChildProcess = fork(nodeMainPath(), [id, String(slots)], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [],
+  });
+  const handle: NodeHandle = {
+    id,
+    isolate,
+    pid: child.pid ?? -1,
+    stop: (hard) =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        if (hard) child.kill('SIGKILL');
+        else if (child.connected) child.disconnect();
+        else child.kill('SIGTERM');
+      }),
+  };
+  const unsubscribe = bus.subscribe(`node.${id}`, (m) => {
+    if (child.connected) child.send(encodeMessage(m), (err) => void err);
+  });
+  child.on('message', (raw: unknown) => {
+    try {
+      const b = raw instanceof Uint8Array ? raw : new Uint8Array(raw as ArrayBuffer);
+      bus.publish('coord', decodeMessage(b));
+    } catch (e) {
+      process.stderr.write(`gridvm: dropped a bad message from node ${id}: ${(e as Error).message}\n`);
+    }
+  });
+  child.on('exit', (code, signal) => {
+    unsubscribe();
+    handle.onExit?.(signal ? `its process was killed by ${signal}` : `its process exited with code ${code}`);
+  });
+  child.on('error', () => {});
+  return handle;
+}

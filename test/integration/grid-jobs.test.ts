@@ -1,0 +1,65 @@
+// The seed's job kinds that use gridvm's own calls (issue 3): spawn + wait and remote fork with children on other
+// nodes, an AssemblyScript job reading its rank, and /proc/<gpid>/status read from inside a job that migrates.
+import { describe, expect, it } from 'vitest';
+import { runOnGrid } from '../harness/cluster.js';
+import { guestPath, hasClang } from '../harness/guests.js';
+
+describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
+  it('spawn/wait: three children on other nodes, exit codes collected, outputs integrated after the parent', async () => {
+    const g = await runOnGrid({ nodes: 3 }, { wasm: guestPath('spawn_wait'), args: ['3000'] });
+    expect(g.result.exitCode).toBe(0);
+    const lines = g.stdout.trim().split('\n');
+    expect(lines.slice(0, 8)).toEqual([
+      'spawned child 1', 'spawned child 2', 'spawned child 3',
+      'child 1: exit 1', 'child 2: exit 2', 'child 3: exit 3', 'wait for more: ECHILD', 'total 6',
+    ]);
+    expect(lines.slice(8).map((l) => l.replace(/result \d+/, 'result N'))).toEqual(['child 1: result N', 'child 2: result N', 'child 3: result N']);
+    const [root, ...kids] = g.result.processes;
+    expect(kids.map((k) => k.parent)).toEqual([root!.gpid, root!.gpid, root!.gpid]);
+    expect(kids.map((k) => k.exitCode)).toEqual([1, 2, 3]);
+    // children ran on more than one node, and not all where the parent started
+    const kidNodes = new Set(kids.map((k) => k.visited[0]));
+    expect(kidNodes.size).toBeGreaterThan(1);
+    expect([...kidNodes].some((n) => n !== root!.visited[0])).toBe(true);
+  });
+
+  it('spawn/wait output is the same on 1 node (children queue: fork-delay) as on 3', async () => {
+    const one = await runOnGrid({ nodes: 1 }, { wasm: guestPath('spawn_wait'), args: ['3000'] });
+    const three = await runOnGrid({ nodes: 3 }, { wasm: guestPath('spawn_wait'), args: ['3000'] });
+    expect(one.stdout).toBe(three.stdout);
+    expect(one.result.exitCode).toBe(0);
+  });
+
+  it('remote fork: the child continues from a copy of the parent and gets 0; the parent waits for its exit code', async () => {
+    const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('forker'), memDirs: ['/tmp'], args: ['/tmp'] });
+    expect(g.result.exitCode).toBe(0);
+    const lines = g.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^before fork: sum [0-9a-f]{16}$/);
+    expect(lines[1]).toMatch(/^parent: child exited with 42, own sum [0-9a-f]{16}$/);
+    expect(lines[2]).toMatch(/^child: parent is set, sum [0-9a-f]{16}, exiting with 42$/);
+    expect(lines).toHaveLength(3);
+    const [parent, child] = g.result.processes;
+    expect(child!.parent).toBe(parent!.gpid);
+    expect(child!.exitCode).toBe(42);
+  });
+
+  it('AssemblyScript: a rank-aware part reads its rank, size and GPID through the AS module', async () => {
+    const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('as_rank'), parts: 3 });
+    expect(g.result.exitCode).toBe(0);
+    const gpids = g.result.processes.map((p) => p.gpid);
+    expect(g.stdout).toBe(gpids.map((id, r) => `as_rank: rank ${r} of 3\nas_rank: gpid ${id}, parent 0\n`).join(''));
+  });
+
+  it('/proc/self/status shows the GPID and the node, which changes after a migration', async () => {
+    const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('procstatus'), args: ['400000'], migrateEveryMs: 100 });
+    expect(g.result.exitCode).toBe(0);
+    const p = g.result.processes[0]!;
+    expect(g.stdout).toContain(`start Gpid:\t${p.gpid}\n`);
+    const nodes = [...g.stdout.matchAll(/Node:\t(\S+)/g)].map((m) => m[1]!);
+    expect(nodes).toHaveLength(5);
+    expect(nodes[0]).toBe(p.visited[0]);
+    for (const n of nodes) expect(p.visited).toContain(n);
+    expect(new Set(nodes).size).toBe(2);
+    expect(p.migrations).toBeGreaterThan(0);
+  });
+});

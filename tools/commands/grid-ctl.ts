@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { controlRequest, gridOf, jobStatus, listGrids } from '../../runtime-node/grid/control.js';
+import type { ProcView } from '../../runtime-node/grid/coordinator.js';
+import { ExitCode } from '../exit-codes.js';
+import { formatBytes } from '../units.js';
+import { describeFailure } from './grid-run.js';
+
+function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function procRows(ps: ProcView[]): string[][] {
+  return [
+    ['GPID', 'JOB', 'NAME', 'RANK', 'STATE', 'NODE', 'PRIO', 'CPU', 'FUEL', 'MEM PEAK', 'CKPTS', 'MIGR'],
+    ...ps.map((p) => [
+      String(p.gpid), p.job, p.name, String(p.rank), p.state, p.node ?? '-', String(p.priority), `${p.cpuMs}ms`, String(p.fuelUsed),
+      formatBytes(p.memoryPeakBytes), String(p.checkpoints), String(p.migrations),
+    ]),
+  ];
+}
+
+function gpidArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`invalid GPID "${v}": a GPID is a positive integer (see gridvm ps)`);
+  return n;
+}
+
+export function registerGridControl(program: Command): void {
+  program
+    .command('ps')
+    .description('list the processes of every grid running on this machine (`gridvm run --nodes`)')
+    .option('--json', 'print JSON')
+    .option('-a, --all', 'include processes that have ended')
+    .action(async (f: { json?: boolean; all?: boolean }) => {
+      const grids = await listGrids();
+      const ended = ['exited', 'failed', 'killed'];
+      const ps = grids.flatMap((g) => g.processes).filter((p) => f.all || !ended.includes(p.state));
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify({ grids: grids.map((g) => ({ pid: g.pid, jobs: g.jobs, nodes: g.nodes })), processes: ps })}\n`);
+        return;
+      }
+      if (!grids.length) {
+        process.stdout.write('no grid is running\n');
+        return;
+      }
+      process.stdout.write(table(procRows(ps)));
+    });
+
+  program
+    .command('kill')
+    .description('kill a grid process by its GPID')
+    .argument('<gpid>', 'the process (see gridvm ps)')
+    .action(async (v: string) => {
+      const gpid = gpidArg(v);
+      const g = await gridOf(gpid);
+      if (!g) throw new Error(`no running grid has a process with GPID ${gpid}`);
+      const r = await controlRequest(g.socket, 'POST', `/kill/${gpid}`);
+      if (r.status !== 200) throw new Error(r.body.error ?? `kill failed (${r.status})`);
+    });
+
+  program
+    .command('migrate')
+    .description('move a running grid process to another node; its GPID stays the same')
+    .argument('<gpid>', 'the process (see gridvm ps)')
+    .argument('<node>', 'the target node id (see gridvm ps --json)')
+    .action(async (v: string, node: string) => {
+      const gpid = gpidArg(v);
+      const g = await gridOf(gpid);
+      if (!g) throw new Error(`no running grid has a process with GPID ${gpid}`);
+      const r = await controlRequest(g.socket, 'POST', `/migrate/${gpid}/${encodeURIComponent(node)}`);
+      if (r.status !== 200) throw new Error(r.body.error ?? `migrate failed (${r.status})`);
+    });
+
+  program
+    .command('status')
+    .description('show a job: per process state, node, CPU time, memory, checkpoints, migrations; why a process failed')
+    .argument('<job>', 'the job id (see gridvm ps, or the JSON of gridvm run --json)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, f: { json?: boolean }) => {
+      const s = await jobStatus(id);
+      if (!s) {
+        process.stderr.write(`gridvm: no job ${id} (not running here and no record in the job history)\n`);
+        process.exitCode = ExitCode.ERROR;
+        return;
+      }
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify(s)}\n`);
+        return;
+      }
+      process.stdout.write(`job ${s.id}: ${s.live ? 'running' : `ended with exit code ${s.exitCode}`}${s.elapsedMs !== undefined ? ` after ${Math.round(s.elapsedMs)} ms` : ''}\n`);
+      process.stdout.write(table(procRows(s.processes)));
+      for (const p of s.processes) if (p.failure) process.stdout.write(`${describeFailure(p).join('\n')}\n`);
+    });
+}

@@ -1,0 +1,22 @@
+// The Grid VM's binaryen-free surface: everything needed to run, snapshot and restore a module that gridvm has
+// already instrumented. Nodes, runner threads and browsers load this (tens of ms) instead of vm/index.ts, whose
+// instrumenter pulls in binaryen (~0.5 s and tens of MiB per thread).
+export { compileInstrumented, sha256Hex, type CompiledJob } from './compiled.js';
+export type { InstrumentInfo } from './instrument.js';
+export { Machine, Control, type MachineOptions, type Snapshot, type RunOutcome, type YieldAction, type GlobalValue } from './machine.js';
+export {
+  encodeSnapshot,
+  decodeSnapshot,
+  applyChain,
+  snapshotFromChain,
+  concatChunks,
+  readU32List,
+  SNAPSHOT_FORMAT,
+  type SnapshotHeader,
+  type DecodedSnapshot,
+  type DeltaBase,
+  type Encoded,
+} from './snapshot.js';
+export { SnapshotError, LinkError } from './errors.js';
+export { createPageEngine, PAGE_SIZE, type PageEngine } from './pages.js';
+export { guestStackFromError } from './trapstack.js';
