@@ -64,26 +64,62 @@ export type NodeCommand =
       hash: string;
       spec: ProcSpec;
       counters: ProcCounters;
-      /** an encoded snapshot (vm/snapshot format) to continue from */
-      snapshot?: Uint8Array;
+      /** an encoded snapshot (vm/snapshot format) to continue from, or a raw one between threads */
+      snapshot?: SnapshotPayload;
+      /** suspend to a raw snapshot (migrations between thread nodes) */
+      raw?: boolean;
+      /** the full snapshot `snapshot` is a delta of (a migration with pre-copy) */
+      base?: Uint8Array;
+      /** `snapshot` is a delta of the base this node was given in `prepare` for this process */
+      prepared?: boolean;
       /** the answer to the blocking call the snapshot was taken at */
       resolve?: CallResult;
       policy?: CheckpointPolicy;
     }
-  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill'; reason?: string }
+  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill' | 'precopy'; reason?: string }
+  /** pre-copy: load this full snapshot of a running process now, so that its start needs only a delta */
+  | { t: 'prepare'; gpid: Gpid; hash: string; snapshot: Uint8Array }
+  /** forget a prepared process (its migration was abandoned) */
+  | { t: 'drop'; gpid: Gpid }
   | { t: 'shutdown' };
 
 export type NodeEvent =
   | { t: 'hello'; node: string; slots: number; pid: number; incarnation: string }
   | { t: 'heartbeat'; node: string; incarnation: string; running: Gpid[] }
-  | { t: 'started'; node: string; gpid: Gpid }
+  /** `at`: epoch ms (performance.timeOrigin + performance.now()) just before the process runs again */
+  | { t: 'started'; node: string; gpid: Gpid; at: number }
+  /** a full snapshot taken while the process keeps running (pre-copy of a migration) */
+  | { t: 'precopy'; node: string; gpid: Gpid; snapshot: Uint8Array }
+  | { t: 'prepared'; node: string; gpid: Gpid; ok: boolean; message?: string }
   | { t: 'output'; node: string; gpid: Gpid; fd: 1 | 2; offset: number; bytes: Uint8Array }
   | { t: 'checkpoint'; node: string; gpid: Gpid; seq: number; snapshot: Uint8Array; stdoutBytes: number; stderrBytes: number; usage: Usage }
-  | { t: 'suspended'; node: string; gpid: Gpid; snapshot: Uint8Array; usage: Usage; reason: string }
+  /** `delta`: the snapshot is a delta of this process's last pre-copy; `frozenAt`: when it stopped (epoch ms) */
+  | { t: 'suspended'; node: string; gpid: Gpid; snapshot: SnapshotPayload; usage: Usage; delta: boolean; frozenAt: number; memoryBytes: number }
   | { t: 'blocked'; node: string; gpid: Gpid; snapshot: Uint8Array; call: GridCallMsg; usage: Usage }
   | { t: 'exit'; node: string; gpid: Gpid; code: number; usage: Usage }
   | { t: 'trap'; node: string; gpid: Gpid; reason: string; message: string; stack: string[]; usage: Usage }
   | { t: 'error'; node: string; gpid: Gpid; message: string };
+
+/**
+ * A snapshot handed over between threads of one process without encoding: the VM state and a copy of memory
+ * whose buffer is transferred (never copied) from runner to node to runner. Used for migrations between thread
+ * nodes; anything stored or sent across processes uses the encoded, checksummed format instead.
+ */
+export interface RawSnapshot {
+  raw: true;
+  moduleHash: string;
+  pages: number;
+  globals: Array<number | bigint>;
+  asyncify: Uint8Array;
+  kernel: unknown;
+  fuelUsed: number;
+  stdoutBytes: number;
+  stderrBytes: number;
+  seq: number;
+  memory: Uint8Array;
+}
+
+export type SnapshotPayload = Uint8Array | RawSnapshot;
 
 /** A blocking grid call as it travels (GPIDs as numbers). */
 export type GridCallMsg = { op: 'spawn'; path: string; argv: string[] } | { op: 'fork' } | { op: 'wait'; gpid: number };
@@ -91,8 +127,8 @@ export type GridCallMsg = { op: 'spawn'; path: string; argv: string[] } | { op: 
 export type Message = NodeCommand | NodeEvent;
 
 const MESSAGE_TYPES = new Set([
-  'module', 'start', 'control', 'shutdown',
-  'hello', 'heartbeat', 'started', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error',
+  'module', 'start', 'control', 'prepare', 'drop', 'shutdown',
+  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error',
 ]);
 
 export class ProtocolError extends Error {
@@ -143,7 +179,8 @@ export function validateMessage(m: unknown): Message {
     needBytes('bytes');
     if (o.fd !== 1 && o.fd !== 2) throw new ProtocolError('message output: fd must be 1 or 2');
   }
-  if (t === 'checkpoint' || t === 'suspended' || t === 'blocked') needBytes('snapshot');
+  if (t === 'checkpoint' || t === 'blocked' || t === 'precopy' || t === 'prepare') needBytes('snapshot');
+  if (t === 'suspended' && !(o.snapshot instanceof Uint8Array)) throw new ProtocolError('message suspended: a raw snapshot cannot cross a process boundary');
   if (t === 'module') needBytes('bytes');
   if (t === 'exit') needNum('code');
   return m as Message;

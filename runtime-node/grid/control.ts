@@ -53,8 +53,12 @@ export async function serveControl(grid: Grid): Promise<{ socket: string; close(
         return json(res, ok ? 200 : 404, ok ? { ok } : { error: `no live process with GPID ${parts[1]}` });
       }
       if (req.method === 'POST' && parts[0] === 'migrate' && parts[1] && parts[2]) {
-        grid.migrate(Number(parts[1]), parts[2]);
-        return json(res, 200, { ok: true });
+        const precopy = /(^|&)precopy=1(&|$)/.test((req.url ?? '').split('?')[1] ?? '');
+        grid.migrate(Number(parts[1]), parts[2], { precopy }).then(
+          (record) => json(res, 200, { ok: true, record }),
+          (e: Error) => json(res, 409, { error: e.message }),
+        );
+        return;
       }
       json(res, 404, { error: `unknown request ${req.method} ${req.url}` });
     } catch (e) {
@@ -76,9 +80,9 @@ export async function serveControl(grid: Grid): Promise<{ socket: string; close(
   };
 }
 
-function call(socket: string, method: string, path: string): Promise<{ status: number; body: any }> {
+function call(socket: string, method: string, path: string, timeoutMs = 3000): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, timeout: 3000 }, (res) => {
+    const req = request({ socketPath: socket, method, path, timeout: timeoutMs }, (res) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (data += c));
@@ -124,8 +128,8 @@ export async function gridOf(gpid: number): Promise<GridSnapshot | undefined> {
   return (await listGrids()).find((g) => g.processes.some((p) => p.gpid === gpid));
 }
 
-export async function controlRequest(socket: string, method: 'POST' | 'GET', path: string): Promise<{ status: number; body: any }> {
-  return call(socket, method, path);
+export async function controlRequest(socket: string, method: 'POST' | 'GET', path: string, timeoutMs?: number): Promise<{ status: number; body: any }> {
+  return call(socket, method, path, timeoutMs);
 }
 
 export function saveJobRecord(r: JobResult): string {

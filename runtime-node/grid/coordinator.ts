@@ -14,6 +14,7 @@ import {
   type NodeEvent,
   type ProcCounters,
   type ProcSpec,
+  type RawSnapshot,
   type Usage,
 } from '../../kernel/index.js';
 import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
@@ -51,6 +52,8 @@ export interface JobSpec {
   priority?: number;
   /** migrate each running process of the job to another node at this interval */
   migrateEveryMs?: number;
+  /** migrate with pre-copy */
+  precopy?: boolean;
   stdout?: Sink;
   stderr?: Sink;
 }
@@ -100,8 +103,45 @@ export interface JobResult {
 
 interface Recovery {
   snapshot?: Uint8Array;
+  /** the full snapshot `snapshot` is a delta of */
+  base?: Uint8Array;
   resolve?: CallResult;
 }
+
+/** One migration of a process, as `gridvm bench migrate` and `grid.migrationLog()` report it. */
+export interface MigrationRecord {
+  gpid: number;
+  from: string;
+  to: string;
+  precopy: boolean;
+  /** the process's memory at the freeze */
+  memoryBytes: number;
+  /** bytes shipped while the process was frozen (the snapshot, or the delta after a pre-copy) */
+  bytesShipped: number;
+  /** bytes shipped by the pre-copy while it still ran */
+  precopyBytes: number;
+  /** epoch ms (performance.timeOrigin + performance.now(), comparable across threads and processes) */
+  requestedAt: number;
+  frozenAt: number;
+  runningAt: number;
+  /** freeze -> running on the target */
+  downtimeMs: number;
+  /** request -> running on the target */
+  totalMs: number;
+}
+
+interface Migration {
+  to: string;
+  precopy: boolean;
+  phase: 'precopy' | 'preparing' | 'freezing' | 'starting';
+  record: Partial<MigrationRecord> & { gpid: number; from: string; to: string; requestedAt: number; precopy: boolean };
+  /** the pre-copy snapshot (the base of the delta the freeze ships) */
+  base?: Uint8Array;
+  resolve: (r: MigrationRecord) => void;
+  reject: (e: Error) => void;
+}
+
+const epochNow = () => performance.timeOrigin + performance.now();
 
 interface ProcRecord {
   view: ProcView;
@@ -110,8 +150,12 @@ interface ProcRecord {
   spec: ProcSpec;
   recovery: Recovery;
   counters: ProcCounters;
-  /** the node a migration goes to */
-  migrateTo?: string;
+  /** the migration in progress */
+  migration?: Migration;
+  /** the last pre-copy of the current run on its node: a suspension there ships a delta of it */
+  precopyBase?: Uint8Array;
+  /** a raw snapshot (thread nodes) to start from next, used once */
+  pendingRaw?: RawSnapshot;
   /** the blocked call being answered, and its snapshot */
   blocked?: { call: GridCallMsg; snapshot: Uint8Array };
   children: number[];
@@ -129,6 +173,7 @@ interface JobRecord {
   migrateTimer?: ReturnType<typeof setInterval>;
   rankJob: boolean;
   priority: number;
+  precopy: boolean;
 }
 
 interface NodeRecord {
@@ -151,6 +196,7 @@ export class Grid {
   private readonly procs = new Map<number, ProcRecord>();
   private readonly jobs = new Map<string, JobRecord>();
   private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
+  private readonly migrationLogs: MigrationRecord[] = [];
   private nextGpid = 1;
   private nextNode = 1;
   private nextJob = 1;
@@ -199,7 +245,7 @@ export class Grid {
     const parts = spec.parts ?? 1;
     const job: JobRecord = {
       id, procs: [], out: new OutputIntegrator(sinks), startedAt: performance.now(), startedIso: new Date().toISOString(),
-      done, promise, rankJob: parts > 1, priority: spec.priority ?? 0,
+      done, promise, rankJob: parts > 1, priority: spec.priority ?? 0, precopy: !!spec.precopy,
     };
     this.jobs.set(id, job);
     const name = spec.name ?? (typeof spec.wasm === 'string' ? spec.wasm.split('/').pop()! : 'job.wasm');
@@ -263,32 +309,44 @@ export class Grid {
         if (!rec) continue;
         if (d.kind === 'place') this.startOn(rec, d.node);
         else if (d.kind === 'suspend') this.stop(rec, 'suspending');
-        else if (d.kind === 'migrate') this.migrate(rec.view.gpid, d.to);
+        else if (d.kind === 'migrate') this.migrate(rec.view.gpid, d.to).catch(() => {});
       }
     });
   }
 
-  private startOn(rec: ProcRecord, node: string): void {
+  private startOn(rec: ProcRecord, node: string, prepared = false): void {
     const n = this.nodeRecs.get(node);
     if (!n || !n.alive) {
       // placed on a node that just went away: back to the queue
       this.requeue(rec);
       return;
     }
-    if (!n.modules.has(rec.hash)) {
-      const m = this.modules.get(rec.hash)!;
-      this.send(node, { t: 'module', hash: rec.hash, bytes: m.bytes, info: m.info });
-      n.modules.add(rec.hash);
-    }
+    this.ensureModule(node, rec.hash);
     rec.view.state = 'starting';
     rec.view.node = node;
+    rec.precopyBase = undefined;
     rec.view.visited.push(node);
+    const raw = rec.pendingRaw;
+    rec.pendingRaw = undefined;
+    const isThread = (this.opts.isolate ?? 'thread') === 'thread';
     this.send(node, {
       t: 'start', gpid: rec.view.gpid, hash: rec.hash, spec: rec.spec, counters: { ...rec.counters },
-      ...(rec.recovery.snapshot ? { snapshot: rec.recovery.snapshot } : {}),
-      ...(rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
+      ...(isThread ? { raw: true } : {}),
+      ...(raw ? { snapshot: raw } : rec.recovery.snapshot ? { snapshot: rec.recovery.snapshot } : {}),
+      ...(!raw && rec.recovery.base && !prepared ? { base: rec.recovery.base } : {}),
+      ...(!raw && prepared ? { prepared: true } : {}),
+      ...(!raw && rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
       policy: this.opts.checkpointPolicy ?? DEFAULT_POLICY,
     });
+  }
+
+  /** Send a node the instrumented module (once per node). */
+  private ensureModule(node: string, hash: string): void {
+    const n = this.nodeRecs.get(node);
+    if (!n || n.modules.has(hash)) return;
+    const m = this.modules.get(hash)!;
+    this.send(node, { t: 'module', hash, bytes: m.bytes, info: m.info });
+    n.modules.add(hash);
   }
 
   /** Put a process back in the scheduler's queue (it continues from rec.recovery). */
@@ -320,12 +378,40 @@ export class Grid {
     if (!n || !n.alive) return; // a lost node's last words are ignored
     n.lastSeen = Date.now();
     if (e.t === 'hello' || e.t === 'heartbeat') return;
+    if (e.t === 'prepared') return this.onPrepared(e.gpid, e.node, e.ok, e.message);
     const rec = this.procs.get(e.gpid);
     if (!rec || rec.view.node !== e.node) return; // stale: the process moved on
     switch (e.t) {
-      case 'started':
+      case 'started': {
         if (rec.view.state === 'starting') rec.view.state = 'running';
+        const mig = rec.migration;
+        if (mig?.phase === 'starting') {
+          rec.migration = undefined;
+          const r = mig.record;
+          const done: MigrationRecord = {
+            gpid: r.gpid, from: r.from, to: r.to, precopy: r.precopy, memoryBytes: r.memoryBytes ?? 0, bytesShipped: r.bytesShipped ?? 0,
+            precopyBytes: r.precopyBytes ?? 0, requestedAt: r.requestedAt, frozenAt: r.frozenAt ?? r.requestedAt, runningAt: e.at,
+            downtimeMs: e.at - (r.frozenAt ?? r.requestedAt), totalMs: e.at - r.requestedAt,
+          };
+          this.migrationLogs.push(done);
+          if (this.migrationLogs.length > 1000) this.migrationLogs.shift();
+          mig.resolve(done);
+        }
         return;
+      }
+      case 'precopy': {
+        // the runner's next suspension will be a delta of this snapshot, whatever becomes of the migration
+        rec.precopyBase = e.snapshot;
+        const mig = rec.migration;
+        if (!mig || mig.phase !== 'precopy') return;
+        if (!this.nodeRecs.get(mig.to)?.alive) return this.abandonMigration(rec, `node ${mig.to} is gone`);
+        mig.phase = 'preparing';
+        mig.base = e.snapshot;
+        mig.record.precopyBytes = e.snapshot.length;
+        this.ensureModule(mig.to, rec.hash);
+        this.send(mig.to, { t: 'prepare', gpid: rec.view.gpid, hash: rec.hash, snapshot: e.snapshot });
+        return;
+      }
       case 'output':
         rec.job.out.deliver(rec.view.gpid, e.fd, e.offset, e.bytes);
         return;
@@ -335,7 +421,7 @@ export class Grid {
         this.usage(rec, e.usage);
         return;
       case 'suspended':
-        this.onSuspended(rec, e.snapshot, e.usage);
+        this.onSuspended(rec, e);
         return;
       case 'blocked':
         this.usage(rec, e.usage);
@@ -364,17 +450,61 @@ export class Grid {
     rec.counters = { cpuMs: u.cpuMs, checkpoints: u.checkpoints, migrations: rec.view.migrations };
   }
 
-  private onSuspended(rec: ProcRecord, snapshot: Uint8Array, u: Usage): void {
-    this.usage(rec, u);
-    rec.recovery = { snapshot };
-    const to = rec.migrateTo;
-    rec.migrateTo = undefined;
-    if (rec.view.state === 'migrating' && to && this.nodeRecs.get(to)?.alive) {
+  private onPrepared(gpid: number, node: string, ok: boolean, message?: string): void {
+    const rec = this.procs.get(gpid);
+    const mig = rec?.migration;
+    if (!rec || !mig || mig.to !== node || mig.phase !== 'preparing') {
+      if (ok) this.send(node, { t: 'drop', gpid });
+      return;
+    }
+    if (!ok) {
+      this.abandonMigration(rec, `the target could not prepare: ${message ?? 'unknown error'}`);
+      return;
+    }
+    mig.phase = 'freezing';
+    this.stop(rec, 'migrating');
+  }
+
+  private abandonMigration(rec: ProcRecord, why: string): void {
+    const mig = rec.migration;
+    if (!mig) return;
+    rec.migration = undefined;
+    if (mig.phase === 'preparing' || mig.phase === 'freezing') this.send(mig.to, { t: 'drop', gpid: rec.view.gpid });
+    if (rec.view.state === 'migrating' && mig.phase !== 'freezing') rec.view.state = 'running';
+    mig.reject(new Error(`migration of process ${rec.view.gpid} to ${mig.to} abandoned: ${why}`));
+  }
+
+  private onSuspended(rec: ProcRecord, e: Extract<NodeEvent, { t: 'suspended' }>): void {
+    this.usage(rec, e.usage);
+    const mig = rec.migration;
+    const base = e.delta ? rec.precopyBase : undefined;
+    if (e.delta && !base) {
+      // cannot happen: a delta is only made after a pre-copy this origin asked for
+      this.finish(rec, 'failed', 125, { why: 'error', message: 'a migration delta arrived without its pre-copy base' });
+      return;
+    }
+    let shipped: number;
+    if (e.snapshot instanceof Uint8Array) {
+      rec.recovery = { snapshot: e.snapshot, ...(base ? { base } : {}) };
+      shipped = e.snapshot.length;
+    } else {
+      // a raw snapshot is used once (its memory is transferred on); the recovery point stays the last export
+      rec.pendingRaw = e.snapshot;
+      shipped = e.snapshot.memory.length;
+    }
+    const to = mig?.to;
+    if (rec.view.state === 'migrating' && mig?.phase === 'freezing' && to && this.nodeRecs.get(to)?.alive) {
+      mig.phase = 'starting';
+      Object.assign(mig.record, { frozenAt: e.frozenAt, bytesShipped: shipped, memoryBytes: e.memoryBytes });
       rec.view.migrations++;
       rec.counters.migrations = rec.view.migrations;
       this.sched.migrated(BigInt(rec.view.gpid), to);
-      this.startOn(rec, to);
+      this.startOn(rec, to, mig.precopy);
       return;
+    }
+    if (mig) {
+      rec.migration = undefined;
+      mig.reject(new Error(`migration of process ${rec.view.gpid} to ${mig.to} failed: the target is gone`));
     }
     // preempted (or the migration target went away): back to the queue, continuing from this snapshot
     if (rec.view.state === 'suspending' && this.sched.suspended(BigInt(rec.view.gpid))) {
@@ -387,6 +517,7 @@ export class Grid {
   // ------------------------------------------------------------------ grid calls
 
   private onBlocked(rec: ProcRecord, call: GridCallMsg, snapshot: Uint8Array): void {
+    this.abandonMigration(rec, 'the process blocked in a grid call');
     rec.view.state = 'blocked';
     rec.view.node = null;
     rec.blocked = { call, snapshot };
@@ -478,11 +609,13 @@ export class Grid {
 
   private finish(rec: ProcRecord, state: 'exited' | 'failed' | 'killed', code: number, failure?: Omit<NonNullable<ProcView['failure']>, 'node' | 'at'>): void {
     if (this.isEnded(rec)) return;
+    this.abandonMigration(rec, `the process ${state === 'exited' ? 'exited' : state === 'killed' ? 'was killed' : 'failed'}`);
     rec.view.state = state;
     rec.view.exitCode = code;
     if (failure) rec.view.failure = { ...failure, node: rec.view.node, at: new Date().toISOString() };
     rec.view.node = null;
     rec.recovery = {};
+    rec.pendingRaw = undefined;
     rec.blocked = undefined;
     this.sched.release(BigInt(rec.view.gpid));
     rec.job.out.finish(rec.view.gpid);
@@ -536,16 +669,33 @@ export class Grid {
     return true;
   }
 
-  /** Move a running process to another node. Throws with a reason if it cannot. */
-  migrate(gpid: number, to: string): void {
+  /**
+   * Move a running process to another node: freeze it at its next safe point, ship its snapshot, continue it there.
+   * With `precopy`, its whole state is shipped and loaded on the target first while it keeps running, and the
+   * freeze ships only the pages that changed since. Resolves when it runs on the target.
+   */
+  migrate(gpid: number, to: string, opts: { precopy?: boolean } = {}): Promise<MigrationRecord> {
     const rec = this.procs.get(gpid);
     if (!rec) throw new Error(`no process with GPID ${gpid}`);
     const n = this.nodeRecs.get(to);
     if (!n || !n.alive) throw new Error(`no live node ${to} (nodes: ${this.aliveNodes().join(', ')})`);
-    if (rec.view.state !== 'running' && rec.view.state !== 'starting') throw new Error(`process ${gpid} is ${rec.view.state}, not running`);
-    if (rec.view.node === to) return;
-    rec.migrateTo = to;
-    this.stop(rec, 'migrating');
+    if (rec.view.state !== 'running') throw new Error(`process ${gpid} is ${rec.view.state}, not running`);
+    if (rec.migration) throw new Error(`process ${gpid} is already migrating to ${rec.migration.to}`);
+    const from = rec.view.node!;
+    if (from === to) throw new Error(`process ${gpid} is already on ${to}`);
+    const precopy = !!opts.precopy;
+    return new Promise<MigrationRecord>((resolve, reject) => {
+      rec.migration = { to, precopy, phase: precopy ? 'precopy' : 'freezing', record: { gpid, from, to, precopy, requestedAt: epochNow() }, resolve, reject };
+      if (precopy) {
+        rec.view.state = 'migrating';
+        this.send(from, { t: 'control', gpid, action: 'precopy' });
+      } else this.stop(rec, 'migrating');
+    });
+  }
+
+  /** The last migrations (at most 1000), oldest first. */
+  migrationLog(): MigrationRecord[] {
+    return this.migrationLogs.slice();
   }
 
   private aliveNodes(): string[] {
@@ -559,7 +709,7 @@ export class Grid {
       if (rec.view.state !== 'running' || !rec.view.node) continue;
       const i = alive.indexOf(rec.view.node);
       const to = alive[(i + 1) % alive.length]!;
-      this.migrate(rec.view.gpid, to);
+      if (!rec.migration) this.migrate(rec.view.gpid, to, { precopy: job.precopy }).catch(() => {});
     }
   }
 
@@ -586,9 +736,16 @@ export class Grid {
       rec.view.node = null;
       rec.view.state = 'queued';
       rec.view.recoveries++;
-      rec.migrateTo = undefined;
+      const mig = rec.migration;
+      rec.migration = undefined;
+      mig?.reject(new Error(`migration of process ${rec.view.gpid} failed: node ${id} was lost`));
+      if (mig && mig.to !== id && (mig.phase === 'preparing' || mig.phase === 'freezing')) this.send(mig.to, { t: 'drop', gpid: rec.view.gpid });
     }
-    for (const rec of this.procs.values()) if (rec.migrateTo === id) rec.migrateTo = undefined;
+    for (const rec of this.procs.values()) {
+      if (rec.migration?.to !== id) continue;
+      if (rec.migration.phase === 'starting') continue; // its start was sent to the lost node: requeued above
+      this.abandonMigration(rec, `node ${id} was lost`);
+    }
     if (this.opts.replaceLostNodes ?? true) this.addNode();
     this.kick();
   }

@@ -7,11 +7,12 @@ import type { Bus, NodeCommand, NodeEvent } from '../../kernel/index.js';
 import { Control, type InstrumentInfo } from '../../vm/runtime.js';
 import { JOB_STACK_MB } from '../job-thread.js';
 import { startWorker } from '../workers.js';
-import type { RunnerCommand, RunnerData } from './runner.js';
+import { PRECOPY_FLAG, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 interface Runner {
   worker: Worker;
   control: Int32Array;
+  /** the process it runs, or holds prepared for a migration */
   gpid: number | undefined;
   modules: Set<string>;
 }
@@ -23,6 +24,9 @@ interface Hosted {
   pending?: number;
 }
 
+/** Runner threads a node keeps beyond its busy ones are capped: an idle one is kept ready, not more. */
+const MAX_WARM_RUNNERS = 64;
+
 export interface NodeHostOptions {
   slots?: number;
   heartbeatMs?: number;
@@ -33,6 +37,8 @@ export class NodeHost {
   private readonly runners: Runner[] = [];
   private readonly modules = new Map<string, Promise<{ module: WebAssembly.Module; info: InstrumentInfo }>>();
   private readonly procs = new Map<number, Hosted>();
+  /** runners holding a pre-copied process until its migration's start (or drop) */
+  private readonly prepared = new Map<number, Runner>();
   private unsubscribe: (() => void) | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private closed = false;
@@ -46,6 +52,9 @@ export class NodeHost {
       this.emit({ t: 'heartbeat', node: this.id, incarnation: this.incarnation, running: [...this.procs.keys()] });
     }, this.opts.heartbeatMs ?? 250);
     this.heartbeat.unref?.();
+    // warm runners for the node's slots: a worker thread takes tens of ms to start, which a start or an incoming
+    // migration would otherwise wait for
+    for (let i = 0; i < (this.opts.slots ?? 1); i++) this.idleRunner();
   }
 
   async close(): Promise<void> {
@@ -79,8 +88,21 @@ export class NodeHost {
         const h = this.procs.get(m.gpid);
         if (!h) return; // already gone: the coordinator learns it from the exit event
         const v = m.action === 'kill' ? Control.KILL : m.action === 'suspend' ? Control.SUSPEND : Control.CHECKPOINT;
+        if (m.action === 'precopy') Atomics.store(h.runner.control, 1, PRECOPY_FLAG);
         if (h.started) Atomics.store(h.runner.control, 0, v);
         else h.pending = v;
+        return;
+      }
+      case 'prepare':
+        void this.prepare(m);
+        return;
+      case 'drop': {
+        const r = this.prepared.get(m.gpid);
+        this.prepared.delete(m.gpid);
+        if (r) {
+          r.worker.postMessage({ t: 'drop', gpid: m.gpid } satisfies RunnerCommand);
+          r.gpid = undefined;
+        }
         return;
       }
       case 'shutdown':
@@ -89,10 +111,22 @@ export class NodeHost {
     }
   }
 
+  /** A runner that is free now, and keep one more warm behind it for the next start or migration. */
   private idleRunner(): Runner {
     const free = this.runners.find((r) => r.gpid === undefined);
-    if (free) return free;
-    const control = new SharedArrayBuffer(4);
+    if (free) {
+      if (!this.closed && !this.runners.some((r) => r !== free && r.gpid === undefined) && this.runners.length < MAX_WARM_RUNNERS) {
+        setImmediate(() => {
+          if (!this.closed && !this.runners.some((r) => r.gpid === undefined)) this.newRunner();
+        });
+      }
+      return free;
+    }
+    return this.newRunner();
+  }
+
+  private newRunner(): Runner {
+    const control = new SharedArrayBuffer(8);
     const data: RunnerData = { node: this.id, control };
     const worker = startWorker('grid/runner', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB } });
     const r: Runner = { worker, control: new Int32Array(control), gpid: undefined, modules: new Set() };
@@ -112,20 +146,42 @@ export class NodeHost {
     return r;
   }
 
-  private async startProcess(m: Extract<NodeCommand, { t: 'start' }>): Promise<void> {
+  /** Give runner r the compiled module (once per runner). */
+  private async ensureModule(r: Runner, hash: string): Promise<void> {
+    if (r.modules.has(hash)) return;
+    const mod = this.modules.get(hash);
+    if (!mod) throw new Error(`module ${hash.slice(0, 16)} was not sent to node ${this.id}`);
+    const { module, info } = await mod;
+    if (r.modules.has(hash)) return;
+    r.worker.postMessage({ t: 'module', hash, module, info } satisfies RunnerCommand);
+    r.modules.add(hash);
+  }
+
+  private async prepare(m: Extract<NodeCommand, { t: 'prepare' }>): Promise<void> {
     const r = this.idleRunner();
+    r.gpid = m.gpid;
+    this.prepared.set(m.gpid, r);
+    try {
+      await this.ensureModule(r, m.hash);
+    } catch (e) {
+      this.prepared.delete(m.gpid);
+      r.gpid = undefined;
+      this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: (e as Error).message });
+      return;
+    }
+    r.worker.postMessage({ t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot } satisfies RunnerCommand);
+  }
+
+  private async startProcess(m: Extract<NodeCommand, { t: 'start' }>): Promise<void> {
+    const held = m.prepared ? this.prepared.get(m.gpid) : undefined;
+    this.prepared.delete(m.gpid);
+    const r = held ?? this.idleRunner();
     r.gpid = m.gpid;
     const hosted: Hosted = { runner: r, started: false };
     this.procs.set(m.gpid, hosted);
     try {
-      if (!r.modules.has(m.hash)) {
-        const mod = this.modules.get(m.hash);
-        if (!mod) throw new Error(`module ${m.hash.slice(0, 16)} was not sent to node ${this.id}`);
-        const { module, info } = await mod;
-        const cmd: RunnerCommand = { t: 'module', hash: m.hash, module, info };
-        r.worker.postMessage(cmd);
-        r.modules.add(m.hash);
-      }
+      if (m.prepared && !held) throw new Error(`process ${m.gpid} was not prepared on node ${this.id}`);
+      await this.ensureModule(r, m.hash);
     } catch (e) {
       this.procs.delete(m.gpid);
       r.gpid = undefined;
@@ -135,13 +191,22 @@ export class NodeHost {
     const cmd: RunnerCommand = {
       t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters,
       ...(m.snapshot ? { snapshot: m.snapshot } : {}),
+      ...(m.raw ? { raw: true } : {}),
+      ...(m.base ? { base: m.base } : {}),
+      ...(m.prepared ? { prepared: true } : {}),
       ...(m.resolve ? { resolve: m.resolve } : {}),
       ...(m.policy ? { policy: m.policy } : {}),
     };
-    r.worker.postMessage(cmd);
+    // a raw snapshot's memory moves on to the runner (it was transferred here and is used once)
+    const snap = m.snapshot;
+    r.worker.postMessage(cmd, snap && !(snap instanceof Uint8Array) ? [snap.memory.buffer as ArrayBuffer] : []);
   }
 
   private onRunnerEvent(r: Runner, e: NodeEvent): void {
+    if (e.t === 'prepared' && !e.ok) {
+      this.prepared.delete(e.gpid);
+      if (r.gpid === e.gpid) r.gpid = undefined;
+    }
     if (e.t === 'started') {
       const h = this.procs.get(e.gpid);
       if (h) {

@@ -12,6 +12,7 @@ import {
   type NodeEvent,
   type ProcSpec,
   type ProcStatus,
+  type RawSnapshot,
   type Usage,
 } from '../../kernel/index.js';
 import {
@@ -22,43 +23,44 @@ import {
   encodeSnapshot,
   Machine,
   snapshotFromChain,
+  PAGE_SIZE,
   type CompiledJob,
+  type DecodedSnapshot,
+  type DeltaBase,
   type InstrumentInfo,
   type RunOutcome,
   type Snapshot,
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
-
-export interface RunnerData {
-  node: string;
-  /** Int32Array[1] over this SAB: the vm Control word for the process being run */
-  control: SharedArrayBuffer;
-}
-
-/** Messages from the NodeHost to a runner. */
-export type RunnerCommand =
-  | { t: 'module'; hash: string; module: WebAssembly.Module; info: InstrumentInfo }
-  | {
-      t: 'start';
-      gpid: number;
-      hash: string;
-      spec: ProcSpec;
-      counters: { cpuMs: number; checkpoints: number; migrations: number };
-      snapshot?: Uint8Array;
-      resolve?: { value: number; status?: number };
-      policy?: CheckpointPolicy;
-      /** why the process is being stopped, if the node asks it to stop (set with the control word) */
-    };
+import { PRECOPY_FLAG, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
 const controlWord = new Int32Array(control);
 const modules = new Map<string, { module: WebAssembly.Module; info: InstrumentInfo }>();
 const pages = createPageEngine('auto');
 const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
+/** a pre-copied full snapshot of a process about to arrive here (decoded, checksums verified) */
+let prepared: { gpid: number; base: DecodedSnapshot } | undefined;
+/** epoch ms, sub-ms precision, comparable across threads and processes */
+const epochNow = () => performance.timeOrigin + performance.now();
 
 parentPort!.on('message', (m: RunnerCommand) => {
   if (m.t === 'module') {
     modules.set(m.hash, { module: m.module, info: m.info });
+    return;
+  }
+  if (m.t === 'drop') {
+    if (prepared?.gpid === m.gpid) prepared = undefined;
+    return;
+  }
+  if (m.t === 'prepare') {
+    try {
+      prepared = { gpid: m.gpid, base: decodeSnapshot(m.snapshot, pages) };
+      post({ t: 'prepared', node, gpid: m.gpid, ok: true });
+    } catch (e) {
+      prepared = undefined;
+      post({ t: 'prepared', node, gpid: m.gpid, ok: false, message: (e as Error).message });
+    }
     return;
   }
   try {
@@ -68,19 +70,52 @@ parentPort!.on('message', (m: RunnerCommand) => {
   }
 });
 
-function encode(s: Snapshot): Uint8Array {
-  return concatChunks(encodeSnapshot(s, pages, { createdAtMs: Date.now() }).chunks);
+function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: DeltaBase } {
+  const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}) });
+  return { bytes: concatChunks(e.chunks), base: e.base };
+}
+
+/** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
+function rawOf(s: Snapshot): RawSnapshot {
+  return {
+    raw: true, moduleHash: s.moduleHash, pages: s.pages, globals: s.globals, asyncify: s.asyncify, kernel: s.kernel,
+    fuelUsed: s.fuelUsed, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, seq: s.seq,
+    memory: s.memory.slice(0, s.pages * PAGE_SIZE),
+  };
+}
+
+/** Where a start continues from: a raw snapshot, or a chain [full] / [full base, delta]. */
+function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>): { snap: Snapshot; apply: (dst: Uint8Array) => void } | undefined {
+  const p = m.snapshot;
+  if (!p) return undefined;
+  if (!(p instanceof Uint8Array)) {
+    const snap: Snapshot = { ...p, memory: p.memory, kernel: p.kernel as Snapshot['kernel'], globals: p.globals };
+    return { snap, apply: (dst) => dst.set(p.memory) };
+  }
+  const chain = chainOf(m, p);
+  return { snap: snapshotFromChain(chain), apply: (dst) => applyChain(chain, dst) };
+}
+
+/** The chain a start continues from: [full] or [full base, delta]. */
+function chainOf(m: Extract<RunnerCommand, { t: 'start' }>, bytes: Uint8Array): DecodedSnapshot[] {
+  const last = decodeSnapshot(bytes, pages);
+  if (last.header.kind === 'full') return [last];
+  if (m.prepared) {
+    if (prepared?.gpid !== m.gpid) throw new Error(`process ${m.gpid} was not prepared on this runner for its migration`);
+    const base = prepared.base;
+    prepared = undefined;
+    return [base, last];
+  }
+  if (!m.base) throw new Error(`process ${m.gpid}: a delta snapshot came without its base`);
+  return [decodeSnapshot(m.base, pages), last];
 }
 
 function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   const mod = modules.get(m.hash);
   if (!mod) throw new Error(`module ${m.hash.slice(0, 16)} was not sent to this node`);
   const job: CompiledJob = { hash: m.hash, sourceHash: '', bytes: new Uint8Array(0), module: mod.module, info: mod.info, cached: true };
-  let from: { snap: Snapshot; apply: (dst: Uint8Array) => void } | undefined;
-  if (m.snapshot) {
-    const d = decodeSnapshot(m.snapshot, pages);
-    from = { snap: snapshotFromChain([d]), apply: (dst) => applyChain([d], dst) };
-  }
+  const tRecv = epochNow();
+  const from = sourceOf(m);
   const gpid = m.gpid;
   const offsets = { 1: from?.snap.stdoutBytes ?? 0, 2: from?.snap.stderrBytes ?? 0 };
   const out = (fd: 1 | 2) => (bytes: Uint8Array) => {
@@ -117,10 +152,20 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     ...(lim.fuel !== undefined ? { fuel: lim.fuel } : {}),
     ...(lim.timeoutMs !== undefined ? { timeoutMs: Math.max(0, lim.timeoutMs - cpuBefore) } : {}),
     ...(lim.maxMemoryBytes !== undefined ? { maxMemoryBytes: lim.maxMemoryBytes } : {}),
-    policy: (mach) => (mach.elapsedMs >= nextCheckpointAt ? 'checkpoint' : 'continue'),
+    policy: (mach) => {
+      lastYieldAt = epochNow();
+      return mach.elapsedMs >= nextCheckpointAt ? 'checkpoint' : 'continue';
+    },
     onCheckpoint: (s) => {
+      if (Atomics.exchange(controlWord, 1, 0) === PRECOPY_FLAG) {
+        // a migration's pre-copy: ship the whole state now, the freeze will ship only what changes until then
+        const { bytes, base } = encode(s);
+        precopyBase = base;
+        post({ t: 'precopy', node, gpid, snapshot: bytes }, [bytes.buffer as ArrayBuffer]);
+        return;
+      }
       const t0 = performance.now();
-      const bytes = encode(s);
+      const { bytes } = encode(s);
       checkpoints++;
       localSeq++;
       const cost = performance.now() - t0;
@@ -130,10 +175,14 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
       nextCheckpointAt = machine!.elapsedMs + interval.next({ checkpointMs: cost });
     },
   });
+  let lastYieldAt = 0;
+  let precopyBase: DeltaBase | undefined;
   if (from) machine.restore(from.snap, from.apply);
   if (m.resolve) machine.resolveBlocked({ value: BigInt(m.resolve.value), ...(m.resolve.status !== undefined ? { status: m.resolve.status } : {}) });
   Atomics.store(controlWord, 0, 0);
-  post({ t: 'started', node, gpid });
+  Atomics.store(controlWord, 1, 0);
+  if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} start-recv->started ${(epochNow() - tRecv).toFixed(1)}\n`);
+  post({ t: 'started', node, gpid, at: epochNow() });
   let outcome: RunOutcome;
   try {
     outcome = machine.run();
@@ -146,13 +195,22 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     const t = outcome.trap;
     post({ t: 'trap', node, gpid, reason: t.reason, message: t.message, stack: t.guestStack, usage: usage(machine) });
   } else if (outcome.kind === 'blocked') {
-    const bytes = encode(outcome.snapshot);
+    const { bytes } = encode(outcome.snapshot);
     const c = outcome.call;
     const call: GridCallMsg = c.op === 'wait' ? { op: 'wait', gpid: Number(c.gpid) } : c;
     post({ t: 'blocked', node, gpid, snapshot: bytes, call, usage: usage(machine) }, [bytes.buffer as ArrayBuffer]);
   } else {
     checkpoints++;
-    const bytes = encode(outcome.snapshot);
-    post({ t: 'suspended', node, gpid, snapshot: bytes, usage: usage(machine), reason: '' }, [bytes.buffer as ArrayBuffer]);
+    const s = outcome.snapshot;
+    const ev = { t: 'suspended' as const, node, gpid, usage: usage(machine), frozenAt: lastYieldAt, memoryBytes: s.pages * PAGE_SIZE };
+    if (m.raw && !precopyBase) {
+      const t0 = epochNow();
+      const raw = rawOf(s);
+      if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} frozen->suspended-return ${(t0 - lastYieldAt).toFixed(1)} rawcopy ${(epochNow() - t0).toFixed(1)}\n`);
+      post({ ...ev, snapshot: raw, delta: false }, [raw.memory.buffer as ArrayBuffer]);
+    } else {
+      const { bytes } = encode(s, precopyBase);
+      post({ ...ev, snapshot: bytes, delta: !!precopyBase }, [bytes.buffer as ArrayBuffer]);
+    }
   }
 }

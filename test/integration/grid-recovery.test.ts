@@ -60,4 +60,34 @@ describe.runIf(hasClang())('--isolate process: SIGKILL of a node at random momen
   it('at least 20 node kills landed while jobs ran', () => {
     expect(landed).toBeGreaterThanOrEqual(20);
   });
+
+  it('a node that stops answering (SIGSTOP: no heartbeats) is declared lost and its process continues elsewhere', async () => {
+    const ref = await runInThread('run', guestPath('nbody'), { args: ['20000000'], stdout: 'buffer', stderr: 'buffer' });
+    let stopped: { pid: number; id: string } | undefined;
+    const g = await runOnGrid(
+      { nodes: 2, isolate: 'process', heartbeatTimeoutMs: 1000, checkpointPolicy: { w: 0.5, minMs: 100, maxMs: 300, initialMs: 150, exportEvery: 1 } },
+      { wasm: guestPath('nbody'), args: ['20000000'] },
+      async (grid, id) => {
+        for (let i = 0; i < 400; i++) {
+          const p = grid.ps().find((x) => x.job === id && x.state === 'running' && x.exportedCheckpoints > 0);
+          if (p) {
+            const n = grid.nodes().find((x) => x.id === p.node)!;
+            stopped = { pid: n.pid, id: n.id };
+            process.kill(n.pid, 'SIGSTOP');
+            return;
+          }
+          await sleep(20);
+        }
+      },
+    );
+    expect(stopped).toBeDefined();
+    expect(g.stdout).toBe(dec.decode(ref.stdout));
+    expect(g.result.exitCode).toBe(0);
+    const p = g.result.processes[0]!;
+    expect(p.recoveries).toBe(1);
+    expect(p.visited[p.visited.length - 1]).not.toBe(stopped!.id);
+    const lost = g.grid.nodes().find((n) => n.id === stopped!.id)!;
+    expect(lost.alive).toBe(false);
+    expect(lost.lostWhy).toMatch(/no heartbeat for \d+ ms/);
+  }, 120_000);
 });

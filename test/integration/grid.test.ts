@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runInThread } from '../../runtime-node/job-thread.js';
+import { Grid } from '../../runtime-node/grid/coordinator.js';
 import { runOnGrid, sleep } from '../harness/cluster.js';
 import { guestPath, hasClang } from '../harness/guests.js';
 import { filesOf } from '../harness/util.js';
@@ -65,14 +66,18 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
     { guest: 'nbody', args: ['60000000'] },
     { guest: 'recursion', args: ['2', '41'] },
     { guest: 'fileio', args: ['/data', '1500'], dir: true },
+    { guest: 'nbody', args: ['60000000'], precopy: true },
+    { guest: 'fileio', args: ['/data', '1500'], dir: true, precopy: true },
+    { guest: 'malloc_churn', args: ['6', '3000000'], isolate: 'process' as const },
   ];
   for (const k of cases) {
-    it(`${k.guest}: at least 10 migrations, same stdout, stderr, exit code${k.dir ? ' and files' : ''}`, async () => {
+    const how = [k.precopy ? 'with pre-copy' : '', k.isolate === 'process' ? 'between OS processes' : ''].filter(Boolean).join(', ');
+    it(`${k.guest}${how ? ` (${how})` : ''}: at least 10 migrations, same stdout, stderr, exit code${k.dir ? ' and files' : ''}`, async () => {
       const refDir = k.dir ? mkdtempSync(join(tmp, `${k.guest}-ref-`)) : undefined;
       const gridDir = k.dir ? mkdtempSync(join(tmp, `${k.guest}-grid-`)) : undefined;
       const ref = await runInThread('run', guestPath(k.guest), { args: k.args, stdout: 'buffer', stderr: 'buffer', ...(refDir ? { dirs: [{ host: refDir, guest: '/data' }] } : {}) });
-      const g = await runOnGrid({ nodes: 2 }, {
-        wasm: guestPath(k.guest), args: k.args, migrateEveryMs: 200,
+      const g = await runOnGrid({ nodes: 2, ...(k.isolate ? { isolate: k.isolate } : {}) }, {
+        wasm: guestPath(k.guest), args: k.args, migrateEveryMs: 200, ...(k.precopy ? { precopy: true } : {}),
         ...(gridDir ? { dirs: [{ host: gridDir, guest: '/data' }] } : {}),
       });
       const p = g.result.processes[0]!;
@@ -81,6 +86,71 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
       expect(g.stderr).toBe(dec.decode(ref.stderr));
       expect(g.result.exitCode).toBe(ref.exitCode);
       if (refDir && gridDir) expect(filesOf(gridDir)).toEqual(filesOf(refDir));
+      if (k.precopy) expect(g.grid.migrationLog().every((m) => m.precopy && m.precopyBytes > 0)).toBe(true);
     }, 180_000);
   }
+
+  it('migrate() reports each move: memory, bytes shipped, freeze -> running; pre-copy ships only the changes', async () => {
+    const records: Array<{ precopy: boolean; memoryBytes: number; bytesShipped: number; precopyBytes: number; downtimeMs: number; from: string; to: string }> = [];
+    const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('memtouch'), args: ['32', '400', '2000000'] }, async (grid, id) => {
+      const p = await (async () => {
+        for (;;) {
+          const q = grid.ps().find((x) => x.job === id && x.state === 'running');
+          if (q && q.cpuMs > 0) return q;
+          await sleep(20);
+        }
+      })();
+      await sleep(300); // memtouch fills its memory first
+      for (const precopy of [false, true, false, true]) {
+        const cur = grid.ps().find((x) => x.gpid === p.gpid)!;
+        if (cur.state !== 'running') break;
+        records.push(await grid.migrate(p.gpid, cur.node === 'n1' ? 'n2' : 'n1', { precopy }));
+      }
+    });
+    expect(g.result.exitCode).toBe(0);
+    expect(records.length).toBe(4);
+    for (const r of records) {
+      expect(r.from).not.toBe(r.to);
+      expect(r.memoryBytes).toBeGreaterThanOrEqual(32 << 20);
+      expect(r.downtimeMs).toBeGreaterThan(0);
+      if (r.precopy) {
+        expect(r.precopyBytes).toBeGreaterThanOrEqual(32 << 20);
+        expect(r.bytesShipped).toBeLessThan(r.memoryBytes / 4);
+      } else expect(r.bytesShipped).toBeGreaterThanOrEqual(32 << 20);
+    }
+    expect(g.result.processes[0]!.migrations).toBe(4);
+  }, 120_000);
+});
+
+describe.runIf(hasClang())('priorities: a higher-priority job preempts a running one, which resumes later', () => {
+  it('the low-priority job is suspended to a checkpoint and both finish with their reference outputs', async () => {
+    const refLow = await runInThread('run', guestPath('nbody'), { args: ['20000000'], stdout: 'buffer', stderr: 'buffer' });
+    const refHigh = await runInThread('run', guestPath('rank'), { args: ['2000000'], stdout: 'buffer', stderr: 'buffer' });
+    const grid = await Grid.start({ nodes: 1 });
+    try {
+      const low = { out: '' };
+      const high = { out: '' };
+      const a = await grid.submit({ wasm: guestPath('nbody'), args: ['20000000'], priority: 0, stdout: (b) => (low.out += dec.decode(b)) });
+      for (let i = 0; i < 200 && !grid.ps().some((p) => p.state === 'running'); i++) await sleep(10);
+      const b = await grid.submit({ wasm: guestPath('rank'), args: ['2000000'], priority: 5, stdout: (x) => (high.out += dec.decode(x)) });
+      const seen = new Set<string>();
+      const watch = setInterval(() => {
+        const lowProc = grid.ps().find((p) => p.job === a.id);
+        if (lowProc) seen.add(lowProc.state);
+      }, 5);
+      const rb = await b.done;
+      const lowAtHighEnd = grid.ps().find((p) => p.job === a.id)!;
+      const ra = await a.done;
+      clearInterval(watch);
+      expect(rb.exitCode).toBe(0);
+      expect(ra.exitCode).toBe(0);
+      expect(high.out).toBe(dec.decode(refHigh.stdout));
+      expect(low.out).toBe(dec.decode(refLow.stdout));
+      // the low one was stopped while the high one ran, and had not finished when it ended
+      expect([...seen].some((s) => s === 'suspending' || s === 'suspended' || s === 'queued')).toBe(true);
+      expect(lowAtHighEnd.exitCode).toBeNull();
+    } finally {
+      await grid.close();
+    }
+  }, 120_000);
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { controlRequest, gridOf, jobStatus, listGrids } from '../../runtime-node/grid/control.js';
-import type { ProcView } from '../../runtime-node/grid/coordinator.js';
+import type { MigrationRecord, ProcView } from '../../runtime-node/grid/coordinator.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../units.js';
 import { describeFailure } from './grid-run.js';
@@ -64,12 +64,17 @@ export function registerGridControl(program: Command): void {
     .description('move a running grid process to another node; its GPID stays the same')
     .argument('<gpid>', 'the process (see gridvm ps)')
     .argument('<node>', 'the target node id (see gridvm ps --json)')
-    .action(async (v: string, node: string) => {
+    .option('--precopy', 'ship the state while the process runs, then freeze it only to ship what changed')
+    .option('--json', 'print the migration record (bytes shipped, downtime) as JSON')
+    .action(async (v: string, node: string, f: { precopy?: boolean; json?: boolean }) => {
       const gpid = gpidArg(v);
       const g = await gridOf(gpid);
       if (!g) throw new Error(`no running grid has a process with GPID ${gpid}`);
-      const r = await controlRequest(g.socket, 'POST', `/migrate/${gpid}/${encodeURIComponent(node)}`);
+      const r = await controlRequest(g.socket, 'POST', `/migrate/${gpid}/${encodeURIComponent(node)}${f.precopy ? '?precopy=1' : ''}`, 60_000);
       if (r.status !== 200) throw new Error(r.body.error ?? `migrate failed (${r.status})`);
+      const rec = r.body.record as MigrationRecord;
+      if (f.json) process.stdout.write(`${JSON.stringify(rec)}\n`);
+      else process.stdout.write(`process ${gpid} moved ${rec.from} -> ${rec.to}: down ${rec.downtimeMs.toFixed(1)} ms, shipped ${formatBytes(rec.bytesShipped)}${rec.precopy ? ` (+ ${formatBytes(rec.precopyBytes)} pre-copied)` : ''} of ${formatBytes(rec.memoryBytes)}\n`);
     });
 
   program

@@ -16,6 +16,7 @@ export interface GridRunOptions {
   parts?: number;
   isolate: 'thread' | 'process';
   migrateEveryMs?: number;
+  precopy?: boolean;
   priority?: number;
   checkpointIntervalMs?: { min: number; max: number };
   json?: boolean;
@@ -57,6 +58,7 @@ export async function gridRun(o: GridRunOptions): Promise<number> {
       wasm: bytes, name: o.file.split('/').pop()!, args: o.args, env: o.env, dirs: o.dirs, memDirs: o.memDirs, limits: o.limits, parts,
       ...(o.priority !== undefined ? { priority: o.priority } : {}),
       ...(o.migrateEveryMs ? { migrateEveryMs: o.migrateEveryMs } : {}),
+      ...(o.precopy ? { precopy: true } : {}),
       stdout: (b) => writeAllSync(1, b), stderr: (b) => writeAllSync(2, b),
     });
     if (process.stderr.isTTY && !o.json && parts > 1) {

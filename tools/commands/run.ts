@@ -21,6 +21,7 @@ interface RunFlags {
   parts?: string;
   isolate?: string;
   migrateEvery?: string;
+  precopy?: boolean;
   priority?: string;
   checkpointInterval?: string;
 }
@@ -109,6 +110,7 @@ export function registerRun(program: Command): void {
     .option('--parts <P>', 'with --nodes: run the job as P rank-aware parts (default N; 1 for jobs that spawn or fork)')
     .option('--isolate <KIND>', 'with --nodes: nodes are worker "thread"s (default) or OS "process"es')
     .option('--migrate-every <DUR>', 'with --nodes: move each running process to another node at this interval')
+    .option('--precopy', 'with --migrate-every: migrate with pre-copy (ship memory while running, freeze for the delta)')
     .option('--priority <N>', 'with --nodes: scheduling priority (higher first)')
     .option('--checkpoint-interval <MIN:MAX>', 'with --nodes: bounds of the adaptive checkpoint interval (e.g. 200ms:5s)')
     .action(async (file: string, args: string[], f: RunFlags) => {
@@ -132,6 +134,7 @@ export function registerRun(program: Command): void {
           ...(f.parts ? { parts: positiveInt(f.parts, '--parts') } : {}),
           isolate: (f.isolate as 'thread' | 'process' | undefined) ?? 'thread',
           ...(f.migrateEvery ? { migrateEveryMs: parseDuration(f.migrateEvery) } : {}),
+          ...(f.precopy ? { precopy: true } : {}),
           ...(f.priority ? { priority: Number(f.priority) } : {}),
           ...(ci ? { checkpointIntervalMs: ci } : {}),
           ...(f.json ? { json: true } : {}),

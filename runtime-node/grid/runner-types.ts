@@ -1,0 +1,31 @@
+// Messages between a NodeHost and its runner threads (runner.ts), and the runner's shared control words.
+import type { CheckpointPolicy, ProcSpec, SnapshotPayload } from '../../kernel/index.js';
+import type { InstrumentInfo } from '../../vm/runtime.js';
+
+export interface RunnerData {
+  node: string;
+  /** Int32Array[2] over this SAB: [0] the vm Control word for the process being run, [1] 1 = the next checkpoint
+   * the control word asks for is a migration pre-copy */
+  control: SharedArrayBuffer;
+}
+
+/** Messages from the NodeHost to a runner. */
+export type RunnerCommand =
+  | { t: 'module'; hash: string; module: WebAssembly.Module; info: InstrumentInfo }
+  | { t: 'prepare'; gpid: number; hash: string; snapshot: Uint8Array }
+  | { t: 'drop'; gpid: number }
+  | {
+      t: 'start';
+      gpid: number;
+      hash: string;
+      spec: ProcSpec;
+      counters: { cpuMs: number; checkpoints: number; migrations: number };
+      snapshot?: SnapshotPayload;
+      raw?: boolean;
+      base?: Uint8Array;
+      prepared?: boolean;
+      resolve?: { value: number; status?: number };
+      policy?: CheckpointPolicy;
+    };
+
+export const PRECOPY_FLAG = 1;
