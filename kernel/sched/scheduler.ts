@@ -183,6 +183,8 @@ export class Scheduler {
   readonly options: Readonly<Required<SchedulerOptions>>;
   #nodes = new Map<string, GridNode>();
   #procs = new Map<bigint, Entry>();
+  /** waiting processes (and stale entries, dropped lazily), sorted by queueOrder */
+  #queue: Entry[] = [];
   #seq = 0;
   #ticks = 0;
 
@@ -235,6 +237,7 @@ export class Scheduler {
       e.node = undefined;
       e.front = true;
       e.suspendFor = undefined;
+      this.#enqueue(e);
     }
     this.#nodes.delete(id);
     return lost.map((e) => e.gpid);
@@ -248,11 +251,13 @@ export class Scheduler {
     if (this.#procs.has(spec.gpid)) throw new SchedError(`process ${spec.gpid} was already submitted`);
     const priority = spec.priority ?? 0;
     if (!Number.isFinite(priority)) throw new SchedError(`priority must be a finite number, got ${priority}`);
-    this.#procs.set(spec.gpid, {
+    const e: Entry = {
       gpid: spec.gpid, state: 'queued', priority, node: undefined, lastNode: undefined,
       preferNode: spec.preferNode, avoidNode: spec.avoidNode, seq: ++this.#seq, front: false, started: false,
       suspendFor: undefined, lastMigrationTick: -Infinity,
-    });
+    };
+    this.#procs.set(spec.gpid, e);
+    this.#enqueue(e);
   }
 
   /** The process entered a wait syscall: it frees its slot and stays on its node. No-op if already blocked. */
@@ -280,6 +285,7 @@ export class Scheduler {
     e.state = 'queued';
     e.lastNode = e.node;
     e.node = undefined;
+    this.#enqueue(e);
     return true;
   }
 
@@ -308,6 +314,7 @@ export class Scheduler {
     e.lastNode = e.node;
     e.node = undefined;
     e.suspendFor = undefined;
+    this.#enqueue(e);
     return true;
   }
 
@@ -388,7 +395,9 @@ export class Scheduler {
       demands.sort((a, b) => b.priority - a.priority || Number(rank(b)) - Number(rank(a)) || a.seq - b.seq ||
         cmpBig(a.gpid, b.gpid));
     }
+    let free = nodes.reduce((a, n) => a + (n.alive ? freeOf(n) : 0), 0);
     for (const e of demands) {
+      if (free <= 0) break; // nothing more fits anywhere: the rest keep waiting (fork-delay)
       const isExcess = excess.has(e.gpid);
       if (isExcess && !canMigrate(e)) continue;
       const target = this.#pick(e, nodes, isExcess ? e.node : undefined);
@@ -396,9 +405,11 @@ export class Scheduler {
       touched.add(e.gpid);
       if (isExcess) {
         migrations++;
+        free--;
         out.push(this.#move(e, target, 'oversubscribed'));
       } else {
         out.push({ kind: 'place', gpid: e.gpid, node: target.id, resume: e.started });
+        free--;
         target.holders.add(e.gpid);
         e.state = 'running';
         e.node = e.lastNode = target.id;
@@ -506,8 +517,27 @@ export class Scheduler {
     return !nodes.some((m) => m !== n && m.alive && m.slots > 0);
   }
 
+  /**
+   * The waiting processes in queue order. The queue is kept sorted as processes enter it (binary insertion), and
+   * entries that left it are dropped lazily here, so a tick costs O(queue) instead of a sort of every process.
+   */
   #waiting(): Entry[] {
-    return [...this.#procs.values()].filter((e) => e.state === 'queued' || e.state === 'suspended').sort(queueOrder);
+    this.#queue = this.#queue.filter((e) => (e.state === 'queued' || e.state === 'suspended') && this.#procs.get(e.gpid) === e);
+    return this.#queue.slice();
+  }
+
+  /** A process entered the wait queue (its key — priority, front, seq — is fixed while it waits). */
+  #enqueue(e: Entry): void {
+    const i = this.#queue.indexOf(e);
+    if (i >= 0) this.#queue.splice(i, 1);
+    let lo = 0;
+    let hi = this.#queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (queueOrder(this.#queue[mid]!, e) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    this.#queue.splice(lo, 0, e);
   }
 
   #sortedNodes(): GridNode[] {

@@ -1,7 +1,7 @@
 // The origin of a grid on one machine: starts N nodes, keeps the global process table (GPIDs), places processes
 // through the scheduler (kernel/sched), answers grid calls (spawn, fork, wait), migrates processes, recovers the
 // processes of lost nodes from their last exported checkpoint, and integrates output in GPID order.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
   Errno,
@@ -197,6 +197,9 @@ export class Grid {
   private readonly jobs = new Map<string, JobRecord>();
   private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
   private readonly migrationLogs: MigrationRecord[] = [];
+  /** modules already loaded, by the caller's bytes object (not re-hashed: submitting one module many times is cheap) */
+  private readonly byBytes = new WeakMap<Uint8Array, string>();
+  private readonly byPath = new Map<string, { mtimeMs: number; size: number; hash: string }>();
   private nextGpid = 1;
   private nextNode = 1;
   private nextJob = 1;
@@ -236,8 +239,17 @@ export class Grid {
 
   /** Submit a job; resolves when every process of it has ended. */
   async submit(spec: JobSpec): Promise<{ id: string; done: Promise<JobResult> }> {
-    const bytes = typeof spec.wasm === 'string' ? new Uint8Array(readFileSync(spec.wasm)) : spec.wasm;
-    const hash = await this.loadModule(bytes);
+    let hash: string;
+    if (typeof spec.wasm === 'string') {
+      // the same file, unchanged since it was loaded: no read, no hashing
+      const st = statSync(spec.wasm);
+      const known = this.byPath.get(spec.wasm);
+      if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) hash = known.hash;
+      else {
+        hash = await this.loadModule(new Uint8Array(readFileSync(spec.wasm)));
+        this.byPath.set(spec.wasm, { mtimeMs: st.mtimeMs, size: st.size, hash });
+      }
+    } else hash = this.byBytes.get(spec.wasm) ?? (await this.loadModule(spec.wasm));
     const id = `job-${process.pid.toString(36)}-${(this.nextJob++).toString(36)}`;
     let done!: (r: JobResult) => void;
     const promise = new Promise<JobResult>((r) => (done = r));
@@ -273,6 +285,7 @@ export class Grid {
   private async loadModule(bytes: Uint8Array): Promise<string> {
     const job = await prepareJob(bytes, this.cache ? { cache: this.cache } : {});
     if (!this.modules.has(job.hash)) this.modules.set(job.hash, { bytes: job.bytes, info: job.info });
+    this.byBytes.set(bytes, job.hash);
     return job.hash;
   }
 
@@ -301,7 +314,8 @@ export class Grid {
   private kick(): void {
     if (this.kickQueued || this.closed) return;
     this.kickQueued = true;
-    queueMicrotask(() => {
+    // one scheduling round per turn of the event loop, however many submissions and events arrived in it
+    setImmediate(() => {
       this.kickQueued = false;
       if (this.closed) return;
       for (const d of this.sched.tick()) {
@@ -309,7 +323,16 @@ export class Grid {
         if (!rec) continue;
         if (d.kind === 'place') this.startOn(rec, d.node);
         else if (d.kind === 'suspend') this.stop(rec, 'suspending');
-        else if (d.kind === 'migrate') this.migrate(rec.view.gpid, d.to).catch(() => {});
+        else if (d.kind === 'migrate') {
+          // rebalancing; if it cannot happen now, tell the scheduler where the process really is
+          this.migrate(rec.view.gpid, d.to).catch(() => {
+            try {
+              if (rec.view.node && !this.isEnded(rec)) this.sched.migrated(d.gpid, rec.view.node);
+            } catch {
+              /* the process left its node meanwhile (requeued): nothing to correct */
+            }
+          });
+        }
       }
     });
   }
@@ -676,13 +699,14 @@ export class Grid {
    */
   migrate(gpid: number, to: string, opts: { precopy?: boolean } = {}): Promise<MigrationRecord> {
     const rec = this.procs.get(gpid);
-    if (!rec) throw new Error(`no process with GPID ${gpid}`);
     const n = this.nodeRecs.get(to);
-    if (!n || !n.alive) throw new Error(`no live node ${to} (nodes: ${this.aliveNodes().join(', ')})`);
-    if (rec.view.state !== 'running') throw new Error(`process ${gpid} is ${rec.view.state}, not running`);
-    if (rec.migration) throw new Error(`process ${gpid} is already migrating to ${rec.migration.to}`);
+    const refuse = (why: string) => Promise.reject(new Error(why));
+    if (!rec) return refuse(`no process with GPID ${gpid}`);
+    if (!n || !n.alive) return refuse(`no live node ${to} (nodes: ${this.aliveNodes().join(', ')})`);
+    if (rec.view.state !== 'running') return refuse(`process ${gpid} is ${rec.view.state}, not running`);
+    if (rec.migration) return refuse(`process ${gpid} is already migrating to ${rec.migration.to}`);
     const from = rec.view.node!;
-    if (from === to) throw new Error(`process ${gpid} is already on ${to}`);
+    if (from === to) return refuse(`process ${gpid} is already on ${to}`);
     const precopy = !!opts.precopy;
     return new Promise<MigrationRecord>((resolve, reject) => {
       rec.migration = { to, precopy, phase: precopy ? 'precopy' : 'freezing', record: { gpid, from, to, precopy, requestedAt: epochNow() }, resolve, reject };

@@ -87,7 +87,9 @@ describe.runIf(hasClang())('gridvm ps / migrate / kill / status', () => {
         const q = ps(true).processes;
         return q.length === 4 && q.some((x) => x.state === 'queued') ? q : undefined;
       }, 'queued parts');
-      expect(seen.filter((x) => x.state === 'queued').length).toBe(3);
+      // one slot: at most one part runs; the others wait (or, by the time ps answered, have finished)
+      expect(seen.filter((x) => x.state === 'running' || x.state === 'starting').length).toBeLessThanOrEqual(1);
+      expect(seen.every((x) => ['queued', 'running', 'starting', 'exited'].includes(x.state))).toBe(true);
       expect(await job.exit).toBe(0);
       expect(job.out().trim().split('\n').map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['rank 0/4', 'rank 1/4', 'rank 2/4', 'rank 3/4']);
     } finally {
