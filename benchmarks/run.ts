@@ -1,5 +1,6 @@
 // `npm run bench`: runs every benchmark side by side in one process and writes benchmarks/RESULTS.md.
-// Environment: GRIDVM_BENCH_ONLY=overhead,instrument,checkpoint,startup,pages (a subset, for development);
+// Environment: GRIDVM_BENCH_ONLY=overhead,instrument,checkpoint,startup,pages,migrate,parallel,throughput (a subset,
+// for development);
 // GRIDVM_BENCH_OUT=path (write elsewhere). Run with --expose-gc (the npm script does) so benchmarks can collect
 // between cases.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,9 @@ import { benchCheckpoint } from './checkpoint.bench.js';
 import { benchInstrument } from './instrument.bench.js';
 import { benchOverhead } from './overhead.bench.js';
 import { benchStartup } from './startup.bench.js';
+import { benchMigrate } from './migrate.bench.js';
+import { benchParallel } from './parallel.bench.js';
+import { benchThroughput } from './throughput.bench.js';
 import { LIMITS } from './limits.js';
 import { log, machineInfo, ms, repoRoot, table, type Section } from './lib.js';
 
@@ -27,6 +31,9 @@ if (want('checkpoint')) {
   sections.push(row3, row4);
 }
 if (want('startup')) sections.push(await benchStartup());
+if (want('migrate')) sections.push(await benchMigrate());
+if (want('parallel')) sections.push(await benchParallel());
+if (want('throughput')) sections.push(await benchThroughput());
 if (want('pages')) {
   log('pages: benchPages()');
   const { rows } = await benchPages();

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerBench } from './commands/bench.js';
 import { registerGridControl } from './commands/grid-ctl.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerResume, registerRun } from './commands/run.js';
@@ -17,6 +18,7 @@ export async function main(argv: string[]): Promise<void> {
   registerResume(program);
   registerInspect(program);
   registerGridControl(program);
+  registerBench(program);
   try {
     await program.parseAsync(argv);
   } catch (e) {
