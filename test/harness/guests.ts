@@ -60,7 +60,7 @@ const META: Record<string, Partial<Meta>> = {
     readsStdin: true, seconds: 0.05 },
   clocks_random: { description: 'clock_gettime/getres, nanosleep, getentropy, arc4random checks; prints only ok/FAIL lines',
     seconds: 0.05 },
-  rank: { description: 'counts primes in its slice of [2, N) given GRIDVM_RANK/GRIDVM_SIZE; one result line; argv[1] = N',
+  rank: { description: 'counts primes in its round-robin blocks of [2, N) given GRIDVM_RANK/GRIDVM_SIZE (equal work per rank); one result line; argv[1] = N',
     shortArgs: ['200000'], seconds: 0.3, env: ['GRIDVM_RANK', 'GRIDVM_SIZE'] },
   memory_bomb: { description: 'mallocs and touches 1 MiB chunks forever; "N MiB" to stderr every 16 MiB; exit 2 if malloc fails',
     seconds: null, expectedExit: null, deterministic: false },
