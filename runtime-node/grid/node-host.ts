@@ -7,7 +7,37 @@ import type { Bus, NodeCommand, NodeEvent } from '../../kernel/index.js';
 import { Control, type InstrumentInfo } from '../../vm/runtime.js';
 import { JOB_STACK_MB } from '../job-thread.js';
 import { startWorker } from '../workers.js';
-import { PRECOPY_FLAG, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { PRECOPY_FLAG, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+
+/**
+ * Spare buffers for raw snapshots, shared by the thread nodes of this process: buffers that carried a migrated
+ * job's memory come back here after the restore and are handed to the next runner that may suspend to a raw
+ * snapshot. Bounded; the smallest buffer that fits is taken.
+ */
+class SparePool {
+  private readonly bufs: ArrayBuffer[] = [];
+  private bytes = 0;
+  constructor(private readonly maxBytes: number, private readonly maxCount: number) {}
+  give(b: ArrayBuffer): void {
+    if (b.byteLength === 0 || b.byteLength > this.maxBytes) return;
+    this.bufs.push(b);
+    this.bytes += b.byteLength;
+    while (this.bytes > this.maxBytes || this.bufs.length > this.maxCount) this.bytes -= this.bufs.shift()!.byteLength;
+  }
+  /** The smallest buffer of at least `min` bytes; with min 0 (size unknown), the largest. */
+  take(min: number): ArrayBuffer | undefined {
+    let best = -1;
+    this.bufs.forEach((b, i) => {
+      if (b.byteLength < min || best >= 0 && (min > 0 ? b.byteLength >= this.bufs[best]!.byteLength : b.byteLength <= this.bufs[best]!.byteLength)) return;
+      best = i;
+    });
+    if (best < 0) return undefined;
+    const [b] = this.bufs.splice(best, 1);
+    this.bytes -= b!.byteLength;
+    return b;
+  }
+}
+const spares = new SparePool(1024 * 1024 * 1024, 8);
 
 interface Runner {
   worker: Worker;
@@ -130,7 +160,7 @@ export class NodeHost {
     const data: RunnerData = { node: this.id, control };
     const worker = startWorker('grid/runner', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB } });
     const r: Runner = { worker, control: new Int32Array(control), gpid: undefined, modules: new Set() };
-    worker.on('message', (e: NodeEvent) => this.onRunnerEvent(r, e));
+    worker.on('message', (e: NodeEvent | RecycleEvent) => this.onRunnerEvent(r, e));
     worker.on('error', (err) => {
       if (r.gpid !== undefined) this.emit({ t: 'error', node: this.id, gpid: r.gpid, message: `runner thread failed: ${err.message}` });
     });
@@ -197,12 +227,28 @@ export class NodeHost {
       ...(m.resolve ? { resolve: m.resolve } : {}),
       ...(m.policy ? { policy: m.policy } : {}),
     };
-    // a raw snapshot's memory moves on to the runner (it was transferred here and is used once)
+    // a raw snapshot's memory moves on to the runner (it was transferred here and is used once); on thread nodes
+    // the runner also gets a spare buffer the size of that memory, so a later suspension copies into already
+    // faulted-in pages instead of a fresh allocation
     const snap = m.snapshot;
-    r.worker.postMessage(cmd, snap && !(snap instanceof Uint8Array) ? [snap.memory.buffer as ArrayBuffer] : []);
+    const transfer: ArrayBuffer[] = [];
+    if (snap && !(snap instanceof Uint8Array)) transfer.push(snap.memory.buffer as ArrayBuffer);
+    if (m.raw) {
+      const spare = spares.take(snap && !(snap instanceof Uint8Array) ? snap.memory.byteLength : 0);
+      if (spare) {
+        cmd.spare = spare;
+        transfer.push(spare);
+      }
+    }
+    r.worker.postMessage(cmd, transfer);
   }
 
-  private onRunnerEvent(r: Runner, e: NodeEvent): void {
+  private onRunnerEvent(r: Runner, ev: NodeEvent | RecycleEvent): void {
+    if (ev.t === 'recycle') {
+      spares.give(ev.buffer);
+      return;
+    }
+    const e = ev;
     if (e.t === 'prepared' && !e.ok) {
       this.prepared.delete(e.gpid);
       if (r.gpid === e.gpid) r.gpid = undefined;

@@ -26,6 +26,14 @@ export type RunnerCommand =
       prepared?: boolean;
       resolve?: { value: number; status?: number };
       policy?: CheckpointPolicy;
+      /** a used (so already page-faulted) buffer to copy memory into if the process is suspended to a raw snapshot */
+      spare?: ArrayBuffer;
     };
+
+/** Runner -> NodeHost only (never forwarded): a buffer it no longer needs, for the node's spare pool. */
+export interface RecycleEvent {
+  t: 'recycle';
+  buffer: ArrayBuffer;
+}
 
 export const PRECOPY_FLAG = 1;

@@ -32,7 +32,7 @@ import {
   type Snapshot,
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
-import { PRECOPY_FLAG, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { PRECOPY_FLAG, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
 const controlWord = new Int32Array(control);
@@ -76,12 +76,22 @@ function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: Delt
 }
 
 /** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
-function rawOf(s: Snapshot): RawSnapshot {
+function rawOf(s: Snapshot, spare: ArrayBuffer | undefined): RawSnapshot {
+  const len = s.pages * PAGE_SIZE;
+  let memory: Uint8Array;
+  if (spare && spare.byteLength >= len) {
+    memory = new Uint8Array(spare, 0, len);
+    memory.set(s.memory.subarray(0, len));
+  } else memory = s.memory.slice(0, len);
   return {
     raw: true, moduleHash: s.moduleHash, pages: s.pages, globals: s.globals, asyncify: s.asyncify, kernel: s.kernel,
-    fuelUsed: s.fuelUsed, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, seq: s.seq,
-    memory: s.memory.slice(0, s.pages * PAGE_SIZE),
+    fuelUsed: s.fuelUsed, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, seq: s.seq, memory,
   };
+}
+
+/** Hand a buffer back to the node's pool of spares (transferred: it leaves this thread). */
+function recycle(buffer: ArrayBuffer | undefined): void {
+  if (buffer && buffer.byteLength > 0) parentPort!.postMessage({ t: 'recycle', buffer } satisfies RecycleEvent, [buffer]);
 }
 
 /** Where a start continues from: a raw snapshot, or a chain [full] / [full base, delta]. */
@@ -178,6 +188,8 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   let lastYieldAt = 0;
   let precopyBase: DeltaBase | undefined;
   if (from) machine.restore(from.snap, from.apply);
+  // the raw snapshot's memory has been copied into the job: its buffer becomes a spare for a later suspension
+  if (m.snapshot && !(m.snapshot instanceof Uint8Array)) recycle(m.snapshot.memory.buffer as ArrayBuffer);
   if (m.resolve) machine.resolveBlocked({ value: BigInt(m.resolve.value), ...(m.resolve.status !== undefined ? { status: m.resolve.status } : {}) });
   Atomics.store(controlWord, 0, 0);
   Atomics.store(controlWord, 1, 0);
@@ -190,6 +202,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     post({ t: 'error', node, gpid, message: `${(e as Error).name}: ${(e as Error).message}` });
     return;
   }
+  if (outcome.kind !== 'suspended' || !m.raw) recycle(m.spare);
   if (outcome.kind === 'exit') post({ t: 'exit', node, gpid, code: outcome.code, usage: usage(machine) });
   else if (outcome.kind === 'trap') {
     const t = outcome.trap;
@@ -205,10 +218,12 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     const ev = { t: 'suspended' as const, node, gpid, usage: usage(machine), frozenAt: lastYieldAt, memoryBytes: s.pages * PAGE_SIZE };
     if (m.raw && !precopyBase) {
       const t0 = epochNow();
-      const raw = rawOf(s);
+      const raw = rawOf(s, m.spare);
+      if (raw.memory.buffer !== m.spare) recycle(m.spare);
       if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} frozen->suspended-return ${(t0 - lastYieldAt).toFixed(1)} rawcopy ${(epochNow() - t0).toFixed(1)}\n`);
       post({ ...ev, snapshot: raw, delta: false }, [raw.memory.buffer as ArrayBuffer]);
     } else {
+      if (m.raw) recycle(m.spare);
       const { bytes } = encode(s, precopyBase);
       post({ ...ev, snapshot: bytes, delta: !!precopyBase }, [bytes.buffer as ArrayBuffer]);
     }
