@@ -2,12 +2,13 @@ import binaryen from 'binaryen';
 import { walkFunction, unknownKinds } from './walk.js';
 import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
+import { activeDataPages, exportMemory } from './wasmbin.js';
 import { InstrumentError } from './errors.js';
 import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 6;
+export const INSTRUMENT_VERSION = 7;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -27,8 +28,27 @@ export interface InstrumentInfo {
   version: number;
   /** export names of every mutable global of the job, in a stable order (the snapshot stores values in it) */
   globals: string[];
-  /** the module's exported memory */
+  /** the name under which the job's memory is exported (also imported as `gridvm.memory`: see `memory`) */
   memoryExport: string;
+  /**
+   * The job's memory, in 64 KiB pages: the instrumented module imports it as `gridvm.memory` with these limits (the
+   * module's own), so a host can supply a pooled, pre-grown memory (MachineOptions.memory). Absent for modules
+   * instrumented before version 7 (their memory is defined in the module; the Machine then uses the export).
+   */
+  memory?: {
+    initial: number;
+    maximum?: number;
+    /** a shared memory (threads): the supplied memory must be shared too */
+    shared?: boolean;
+    /** where the original module imported its memory from (`env.memory`), if it did */
+    importedFrom?: string;
+  };
+  /**
+   * The pages that the active data segments write when the module is instantiated (into whatever memory it is given).
+   * A restore into a memory prepared before instantiation must write these pages again afterwards (applyChain's
+   * `prepared` option does). Absent when `memory` is.
+   */
+  dataPages?: number[];
   entry: string;
   stats: {
     functions: number;
@@ -95,8 +115,15 @@ export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): 
   let m: binaryen.Module;
   // functions already named like Asyncify's own (a module built with Asyncify) would clash with our pass
   const pre = renameFunctionNames(original, (n) => (ASYNCIFY_EXPORTS.includes(n) ? `__inner_${n}` : undefined));
+  // a memory without an export (an imported one, typically) gets one, so that Binaryen's API can name it
+  let input = pre.bytes;
   try {
-    m = binaryen.readBinary(pre.bytes);
+    input = exportMemory(pre.bytes);
+  } catch {
+    // malformed: readBinary below says so
+  }
+  try {
+    m = binaryen.readBinary(input);
   } catch (e) {
     throw new InstrumentError(`not a valid WebAssembly module: ${(e as Error).message}`, { cause: e });
   }
@@ -138,8 +165,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     throw new InstrumentError('not a WASI command module: it exports no `_start` (WASI reactors with `_initialize` are not supported yet)');
   }
   const memExport = [...exports.values()].find((e) => e.kind === binaryen.ExternalMemory);
-  if (!memExport) throw new InstrumentError('the module exports no memory: a WASI command must export `memory`');
-  if (!m.hasMemory()) throw new InstrumentError('the module imports its memory; gridvm needs a module that defines and exports it');
+  if (!m.hasMemory() || !memExport) throw new InstrumentError('the module has no memory: a WASI command must define (or import) and export `memory`');
+  const mem = m.getMemoryInfo(memExport.value);
+  if (mem.is64) throw new InstrumentError('the module uses a 64-bit memory (memory64): gridvm runs wasm32 modules only');
   for (const n of exports.keys()) {
     if (n.startsWith('__gridvm_')) throw new InstrumentError(`the module already exports ${n}: was it instrumented by gridvm already? Pass the original module`);
   }
@@ -177,6 +205,13 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     }
     globals.push(name);
   }
+
+  // ---- the memory becomes an import, `gridvm.memory`, with the module's own limits (a module that imported its
+  // memory, from `env.memory` say, now imports it from gridvm): the host creates it, or supplies a pooled one.
+  // Binaryen's addMemoryImport on an existing memory only sets its module and base; limits, `shared` and the
+  // export stay. Data segments still initialise it at instantiation.
+  const importedFrom = mem.module ? `${mem.module}.${mem.base}` : undefined;
+  m.addMemoryImport(memExport.value, 'gridvm', 'memory', mem.shared);
 
   // ---- our globals and imports
   m.addGlobal(BUDGET_GLOBAL, binaryen.i32, true, m.i32.const(0));
@@ -304,6 +339,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   }
   progress('emit', 0);
   const bytes = m.emitBinary();
+  const dataPages = activeDataPages(bytes, mem.initial);
   progress('done', 1);
   return {
     bytes,
@@ -311,6 +347,13 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
       version: INSTRUMENT_VERSION,
       globals,
       memoryExport: memExport.name,
+      memory: {
+        initial: mem.initial,
+        ...(mem.max !== undefined ? { maximum: mem.max } : {}),
+        ...(mem.shared ? { shared: true } : {}),
+        ...(importedFrom ? { importedFrom } : {}),
+      },
+      dataPages,
       entry,
       stats: {
         functions: funcs.length,

@@ -5,6 +5,8 @@ import { LinkError, SnapshotError } from './errors.js';
 import type { PageEngine } from './pages.js';
 import { PAGE_SIZE } from './pages.js';
 import { guestStackFromError } from './trapstack.js';
+import { createMemory, limitsCompatible, memoryLimits, memoryPages } from './mempool.js';
+import { memoryImportLimits } from './wasmbin.js';
 
 /** What the job does at a yield point: go on, checkpoint then go on, or checkpoint and stop. */
 export type YieldAction = 'continue' | 'checkpoint' | 'suspend';
@@ -36,6 +38,13 @@ export interface MachineOptions {
    */
   reenterAt?: number[];
   reenterEvery?: number;
+  /**
+   * The memory to run the job in (linked as the module's `gridvm.memory` import), e.g. from a MemoryPool: at least
+   * `job.info.memory.initial` pages, with the same maximum and sharedness as the module declares. For a fresh start
+   * it must be all zero and exactly `initial` pages long; for restore() at most the snapshot's page count (restore
+   * grows it; a memory cannot shrink, and the job would see the difference). Default: a new memory of `initial` pages.
+   */
+  memory?: WebAssembly.Memory;
 }
 
 /** The whole state of a job at a safe point (before encoding). */
@@ -114,6 +123,10 @@ export class Machine {
   private pending: { blob: Uint8Array; backup: Uint8Array } | undefined;
   private capture: Snapshot | undefined;
   private seq = 0;
+  private started = false;
+  /** the limits the module imports gridvm.memory with (undefined: it defines its own memory) */
+  private readonly memoryDecl: { initial: number; maximum?: number; shared?: boolean } | undefined;
+  private restored = false;
   /** the grid call the job is blocked in (restored from a blocked snapshot, or just made), until answered */
   private awaiting: GridCall | undefined;
   private answer: GridResult | undefined;
@@ -132,14 +145,37 @@ export class Machine {
     });
     const ns = imports as Record<string, Record<string, HostFn>>;
     for (const s of SYSCALLS) if (s.blocking && ns[s.ns]?.[s.name]) ns[s.ns]![s.name] = this.blockingImport(ns[s.ns]![s.name]!);
+    const moduleImports = WebAssembly.Module.imports(job.module);
+    // The job's memory is imported as gridvm.memory (instrumentation version 7+): ours, or the one supplied. It is
+    // added here, not in the syscall table, which holds functions only.
+    const importsMemory = moduleImports.some((i) => i.kind === 'memory' && i.module === 'gridvm' && i.name === 'memory');
+    let memory: WebAssembly.Memory | undefined;
+    if (importsMemory) {
+      // the module's own declaration is the truth (an InstrumentInfo may be stale or hand-made); the info's copy is
+      // for hosts that size memories before they have the bytes
+      const lim = memoryImportLimits(job.bytes) ?? job.info.memory;
+      if (!lim) throw new Error('the module imports gridvm.memory, but neither it nor its InstrumentInfo says with which limits');
+      this.memoryDecl = lim;
+      memory = opts.memory ?? createMemory(lim);
+      if (opts.memory) {
+        const have = memoryLimits(opts.memory);
+        if (memoryPages(opts.memory) < lim.initial) throw new RangeError(`MachineOptions.memory has ${memoryPages(opts.memory)} pages; the module needs at least ${lim.initial}`);
+        if (have && !limitsCompatible(have, lim)) {
+          throw new RangeError(`MachineOptions.memory was created with maximum ${have.maximum ?? 'none'}${have.shared ? ', shared' : ''}; the module declares maximum ${lim.maximum ?? 'none'}${lim.shared ? ', shared' : ''}`);
+        }
+      }
+      (imports.gridvm ??= {}).memory = memory;
+    } else if (opts.memory) {
+      throw new Error('MachineOptions.memory: this module defines its own memory (it was instrumented by an older gridvm), so a memory cannot be supplied');
+    }
     const missing: string[] = [];
-    for (const imp of WebAssembly.Module.imports(job.module)) {
+    for (const imp of moduleImports) {
       if (imports[imp.module]?.[imp.name] === undefined) missing.push(`${imp.module}.${imp.name}`);
     }
     if (missing.length) throw new LinkError(missing);
     this.instance = new WebAssembly.Instance(job.module, imports);
     const ex = this.instance.exports;
-    this.memory = ex[job.info.memoryExport] as WebAssembly.Memory;
+    this.memory = memory ?? (ex[job.info.memoryExport] as WebAssembly.Memory);
     this.entry = ex[job.info.entry] as () => void;
     this.budget = ex[BUDGET_GLOBAL] as WebAssembly.Global;
     this.tickFloor = ex[TICK_FLOOR_GLOBAL] as WebAssembly.Global;
@@ -172,6 +208,9 @@ export class Machine {
       throw new SnapshotError(`the checkpoint is for module ${s.moduleHash.slice(0, 16)}…, not for this one (${this.job.hash.slice(0, 16)}…)`);
     }
     const have = this.memory.buffer.byteLength / PAGE_SIZE;
+    if (have > s.pages) {
+      throw new SnapshotError(`the job's memory has ${have} pages, more than the checkpoint's ${s.pages}: a memory cannot shrink, and the job would see the difference (take one of at most ${s.pages} pages)`);
+    }
     if (s.pages > have) this.memory.grow(s.pages - have);
     const dst = new Uint8Array(this.memory.buffer);
     if (memoryImage) memoryImage(dst);
@@ -186,6 +225,7 @@ export class Machine {
     this.pending = { blob: s.asyncify, backup: new Uint8Array(0) };
     this.awaiting = s.blocked;
     this.answer = undefined;
+    this.restored = true;
   }
 
   /** The grid call the job is blocked in (after a 'blocked' outcome or restoring a blocked snapshot), if any. */
@@ -209,6 +249,11 @@ export class Machine {
     if (this.awaiting && !this.answer) {
       throw new Error(`the job is blocked in a grid ${this.awaiting.op} call: call resolveBlocked(result) before run()`);
     }
+    const decl = this.memoryDecl;
+    if (!this.started && !this.restored && this.opts.memory && decl && memoryPages(this.memory) !== decl.initial) {
+      throw new RangeError(`a fresh start needs a memory of exactly ${decl.initial} pages (the module's initial size); MachineOptions.memory has ${memoryPages(this.memory)}`);
+    }
+    this.started = true;
     this.runStart = this.opts.now();
     this.inRun = true;
     const at = this.opts.reenterAt ?? [50, 150, 450];

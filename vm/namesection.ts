@@ -9,7 +9,8 @@ import { concatChunks } from './snapshot.js';
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function readU32(b: Uint8Array, p: number): [number, number] {
+/** Read an unsigned LEB128 u32 at `p`: [value, next position]. */
+export function readU32(b: Uint8Array, p: number): [number, number] {
   let r = 0;
   let shift = 0;
   for (;;) {

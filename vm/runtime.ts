@@ -16,7 +16,9 @@ export {
   type DecodedSnapshot,
   type DeltaBase,
   type Encoded,
+  type PreparedMemory,
 } from './snapshot.js';
+export { MemoryPool, createMemory, memoryLimits, memoryPages, prefault, limitsCompatible, type MemoryLimits, type MemoryPoolOptions, type MemoryPoolStats } from './mempool.js';
 export { SnapshotError, LinkError } from './errors.js';
 export { createPageEngine, PAGE_SIZE, type PageEngine } from './pages.js';
 export { guestStackFromError } from './trapstack.js';

@@ -206,11 +206,25 @@ export function decodeSnapshot(bytes: Uint8Array, engine: PageEngine): DecodedSn
   return { id: hh + dh, header, data };
 }
 
+/** What a memory prepared before instantiation already holds (see applyChain). */
+export interface PreparedMemory {
+  /** how many links of the chain (oldest first) were applied to it before the Machine was made */
+  links: number;
+  /** the pages the module's data segments rewrote at instantiation: InstrumentInfo.dataPages */
+  dataPages: readonly number[];
+}
+
 /**
  * Apply a chain [full, delta, delta, ...] (oldest first) to `dst`, which must be at least the last snapshot's
  * page count long. Pages not written by the chain are zeroed.
+ *
+ * With `prepared`, `dst` is a job memory that already holds the chain's first `prepared.links` links — applied
+ * with applyChain into a (pooled) memory before the Machine was instantiated, e.g. while the job still ran on another
+ * node — except the pages that instantiation rewrote with the module's data segments. Those pages are written again
+ * as of that link, then only the newer links are applied: a migration copies the bulk early and only a delta while
+ * the job is frozen. (Every delta lists all pages above its base's size, so pages the memory grew by are covered.)
  */
-export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array): void {
+export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array, prepared?: PreparedMemory): void {
   if (!chain.length) throw new SnapshotError('empty checkpoint chain');
   if (chain[0]!.header.kind !== 'full') throw new SnapshotError('a checkpoint chain must start with a full checkpoint');
   for (let k = 1; k < chain.length; k++) {
@@ -219,12 +233,33 @@ export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array): void {
     if (h.moduleHash !== chain[0]!.header.moduleHash) throw new SnapshotError('checkpoint chain mixes modules');
   }
   const last = chain[chain.length - 1]!.header;
-  dst.fill(0, 0, last.pages * PAGE_SIZE);
-  for (const c of chain) {
+  const apply = (c: DecodedSnapshot) => {
     const pages = readU32List(c.header.dataPages);
     pages.forEach((p, k) => dst.set(c.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), p * PAGE_SIZE));
     for (const p of readU32List(c.header.zeroPages)) dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+  };
+  if (!prepared) {
+    dst.fill(0, 0, last.pages * PAGE_SIZE);
+    for (const c of chain) apply(c);
+    return;
   }
+  const k = prepared.links;
+  if (!Number.isInteger(k) || k < 1 || k > chain.length) throw new RangeError(`applyChain: prepared.links must be 1..${chain.length}, not ${k}`);
+  const basePages = chain[k - 1]!.header.pages;
+  const lists = chain.slice(0, k).map((c) => ({ data: readU32List(c.header.dataPages), zero: new Set(readU32List(c.header.zeroPages)) }));
+  for (const p of prepared.dataPages) {
+    if (p >= basePages) continue;
+    // the newest of those links that lists the page says what it held; none: it was zero
+    let from: { j: number; at: number } | undefined;
+    for (let j = k - 1; j >= 0; j--) {
+      const at = lists[j]!.data.indexOf(p);
+      if (at >= 0) from = { j, at };
+      if (at >= 0 || lists[j]!.zero.has(p)) break;
+    }
+    if (from) dst.set(chain[from.j]!.data.subarray(from.at * PAGE_SIZE, (from.at + 1) * PAGE_SIZE), p * PAGE_SIZE);
+    else dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+  }
+  for (const c of chain.slice(k)) apply(c);
 }
 
 /** The Snapshot (minus memory, which applyChain writes) described by the newest link of a chain. */

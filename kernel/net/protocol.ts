@@ -66,8 +66,8 @@ export type NodeCommand =
       counters: ProcCounters;
       /** an encoded snapshot (vm/snapshot format) to continue from, or a raw one between threads */
       snapshot?: SnapshotPayload;
-      /** suspend to a raw snapshot (migrations between thread nodes) */
-      raw?: boolean;
+      /** suspend to a raw snapshot: 'memory' between thread nodes, 'file' between process nodes of one machine */
+      raw?: 'memory' | 'file';
       /** the full snapshot `snapshot` is a delta of (a migration with pre-copy) */
       base?: Uint8Array;
       /** `snapshot` is a delta of the base this node was given in `prepare` for this process */
@@ -116,7 +116,15 @@ export interface RawSnapshot {
   stdoutBytes: number;
   stderrBytes: number;
   seq: number;
+  /** the memory (between threads), or empty when it is in `file` */
   memory: Uint8Array;
+  /**
+   * Between processes of one machine: the memory bytes are in this file (in /dev/shm when there is one), written
+   * by the source node before the message is sent; the target reads it straight into the job's memory and
+   * deletes it.
+   */
+  file?: string;
+  memoryBytes?: number;
 }
 
 export type SnapshotPayload = Uint8Array | RawSnapshot;
@@ -180,7 +188,12 @@ export function validateMessage(m: unknown): Message {
     if (o.fd !== 1 && o.fd !== 2) throw new ProtocolError('message output: fd must be 1 or 2');
   }
   if (t === 'checkpoint' || t === 'blocked' || t === 'precopy' || t === 'prepare') needBytes('snapshot');
-  if (t === 'suspended' && !(o.snapshot instanceof Uint8Array)) throw new ProtocolError('message suspended: a raw snapshot cannot cross a process boundary');
+  if (t === 'suspended' && !(o.snapshot instanceof Uint8Array)) {
+    const r = o.snapshot as Record<string, unknown> | null;
+    if (typeof r !== 'object' || r === null || typeof r.file !== 'string' || typeof r.memoryBytes !== 'number') {
+      throw new ProtocolError('message suspended: a raw snapshot crossing a process must name its memory file');
+    }
+  }
   if (t === 'module') needBytes('bytes');
   if (t === 'exit') needNum('code');
   return m as Message;

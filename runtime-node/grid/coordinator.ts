@@ -1,8 +1,8 @@
 // The origin of a grid on one machine: starts N nodes, keeps the global process table (GPIDs), places processes
 // through the scheduler (kernel/sched), answers grid calls (spawn, fork, wait), migrates processes, recovers the
 // processes of lost nodes from their last exported checkpoint, and integrates output in GPID order.
-import { readFileSync, statSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
 import {
   Errno,
   LocalBus,
@@ -21,6 +21,7 @@ import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
 import { DiskModuleCache } from '../cache.js';
 import { startNode, type Isolation, type NodeHandle } from './nodes.js';
 import { OutputIntegrator, type Sink } from './output.js';
+import { MIGRATION_DIR } from './runner-types.js';
 
 export type ProcState = 'queued' | 'starting' | 'running' | 'migrating' | 'suspending' | 'suspended' | 'blocked' | 'exited' | 'failed' | 'killed';
 
@@ -357,7 +358,7 @@ export class Grid {
     const isThread = (this.opts.isolate ?? 'thread') === 'thread';
     this.send(node, {
       t: 'start', gpid: rec.view.gpid, hash: rec.hash, spec: rec.spec, counters: { ...rec.counters },
-      ...(isThread ? { raw: true } : {}),
+      raw: isThread ? 'memory' : 'file',
       ...(raw ? { snapshot: raw } : rec.recovery.snapshot ? { snapshot: rec.recovery.snapshot } : {}),
       ...(!raw && rec.recovery.base && !prepared ? { base: rec.recovery.base } : {}),
       ...(!raw && prepared ? { prepared: true } : {}),
@@ -516,7 +517,7 @@ export class Grid {
     } else {
       // a raw snapshot is used once (its memory is transferred on); the recovery point stays the last export
       rec.pendingRaw = e.snapshot;
-      shipped = e.snapshot.memory.length;
+      shipped = e.snapshot.file !== undefined ? (e.snapshot.memoryBytes ?? 0) : e.snapshot.memory.length;
     }
     const to = mig?.to;
     if (rec.view.state === 'migrating' && mig?.phase === 'freezing' && to && this.nodeRecs.get(to)?.alive) {
@@ -641,6 +642,7 @@ export class Grid {
     if (failure) rec.view.failure = { ...failure, node: rec.view.node, at: new Date().toISOString() };
     rec.view.node = null;
     rec.recovery = {};
+    if (rec.pendingRaw?.file) rmSync(rec.pendingRaw.file, { force: true });
     rec.pendingRaw = undefined;
     rec.blocked = undefined;
     this.sched.release(BigInt(rec.view.gpid));
@@ -799,5 +801,13 @@ export class Grid {
     for (const j of this.jobs.values()) if (j.migrateTimer) clearInterval(j.migrateTimer);
     await Promise.all([...this.nodeRecs.values()].map((n) => n.handle.stop(false)));
     this.bus.close();
+    // memory files of migrations between process nodes that never reached their target
+    const pids = new Set([...this.nodeRecs.values()].filter((n) => n.handle.isolate === 'process').map((n) => String(n.handle.pid)));
+    if (pids.size) {
+      for (const f of readdirSync(MIGRATION_DIR)) {
+        const m = /^gridvm-snap-(\d+)-/.exec(f);
+        if (m && pids.has(m[1]!)) rmSync(join(MIGRATION_DIR, f), { force: true });
+      }
+    }
   }
 }

@@ -59,6 +59,8 @@ const MAX_WARM_RUNNERS = 64;
 
 export interface NodeHostOptions {
   slots?: number;
+  /** commands arrive decoded for this node alone (a process node): their buffers may be transferred to runners */
+  ownsMessages?: boolean;
   heartbeatMs?: number;
 }
 
@@ -221,7 +223,7 @@ export class NodeHost {
     const cmd: RunnerCommand = {
       t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters,
       ...(m.snapshot ? { snapshot: m.snapshot } : {}),
-      ...(m.raw ? { raw: true } : {}),
+      ...(m.raw ? { raw: m.raw } : {}),
       ...(m.base ? { base: m.base } : {}),
       ...(m.prepared ? { prepared: true } : {}),
       ...(m.resolve ? { resolve: m.resolve } : {}),
@@ -232,8 +234,14 @@ export class NodeHost {
     // faulted-in pages instead of a fresh allocation
     const snap = m.snapshot;
     const transfer: ArrayBuffer[] = [];
-    if (snap && !(snap instanceof Uint8Array)) transfer.push(snap.memory.buffer as ArrayBuffer);
-    if (m.raw) {
+    if (snap && !(snap instanceof Uint8Array)) {
+      if (snap.memory.byteLength) transfer.push(snap.memory.buffer as ArrayBuffer);
+    } else if (snap && this.opts.ownsMessages) {
+      // a process node's messages were decoded for it alone: hand the bytes over instead of copying them
+      transfer.push(snap.buffer as ArrayBuffer);
+      if (m.base && m.base.buffer !== snap.buffer) transfer.push(m.base.buffer as ArrayBuffer);
+    }
+    if (m.raw === 'memory') {
       const spare = spares.take(snap && !(snap instanceof Uint8Array) ? snap.memory.byteLength : 0);
       if (spare) {
         cmd.spare = spare;

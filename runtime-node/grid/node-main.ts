@@ -11,7 +11,8 @@ if (!id || !process.send) {
 }
 const bus = new LocalBus();
 bus.subscribe('coord', (m) => {
-  if (process.connected) process.send!(encodeMessage(m));
+  // the origin may be gone (closing, or killed): a failed send is not this node's error, the exit below follows
+  if (process.connected) process.send!(encodeMessage(m), undefined, {}, () => {});
 });
 process.on('message', (raw: unknown) => {
   try {
@@ -22,5 +23,5 @@ process.on('message', (raw: unknown) => {
   }
 });
 process.on('disconnect', () => process.exit(0));
-const host = new NodeHost(id, bus, { slots: Number(slotsArg ?? 1) || 1 });
+const host = new NodeHost(id, bus, { slots: Number(slotsArg ?? 1) || 1, ownsMessages: true });
 host.start();

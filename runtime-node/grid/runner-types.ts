@@ -1,4 +1,6 @@
 // Messages between a NodeHost and its runner threads (runner.ts), and the runner's shared control words.
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { CheckpointPolicy, ProcSpec, SnapshotPayload } from '../../kernel/index.js';
 import type { InstrumentInfo } from '../../vm/runtime.js';
 
@@ -21,7 +23,7 @@ export type RunnerCommand =
       spec: ProcSpec;
       counters: { cpuMs: number; checkpoints: number; migrations: number };
       snapshot?: SnapshotPayload;
-      raw?: boolean;
+      raw?: 'memory' | 'file';
       base?: Uint8Array;
       prepared?: boolean;
       resolve?: { value: number; status?: number };
@@ -37,3 +39,6 @@ export interface RecycleEvent {
 }
 
 export const PRECOPY_FLAG = 1;
+
+/** Where raw snapshots between process nodes go: RAM-backed /dev/shm when the machine has it. */
+export const MIGRATION_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();

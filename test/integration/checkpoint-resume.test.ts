@@ -5,8 +5,19 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { run, type RunOptions, type RunResult } from '../../runtime-node/run.js';
 import { resumeInWorker } from '../../runtime-node/resume.js';
 import { loadChain } from '../../runtime-node/checkpoints.js';
-import { createPageEngine } from '../../vm/index.js';
+import {
+  applyChain,
+  concatChunks,
+  createPageEngine,
+  decodeSnapshot,
+  encodeSnapshot,
+  MemoryPool,
+  snapshotFromChain,
+  type Encoded,
+  type Snapshot,
+} from '../../vm/index.js';
 import { guestPath, hasClang } from '../harness/guests.js';
+import { loadGuest, ownSnapshot, TestVm } from '../harness/grid.js';
 import { concat, pool, spread } from '../harness/util.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'gridvm-ckpt-'));
@@ -147,4 +158,78 @@ describe('checkpoint files', () => {
     const h = loadChain(paths[0]!, createPageEngine('auto')).at(-1)!.header;
     expect(Buffer.from(concat(full.stdout.subarray(0, h.stdoutBytes), r.stdout)).equals(Buffer.from(full.stdout))).toBe(true);
   });
+});
+
+describe('restore into pooled memories (warm processes, migration)', () => {
+  const guests: Array<{ guest: string; args: string[]; c: boolean }> = [
+    { guest: 'nbody', args: ['nbody', '300000'], c: true },
+    { guest: 'as_gc', args: ['as_gc'], c: false },
+  ];
+  for (const g of guests) {
+    it.skipIf(g.c && !hasClang() && process.env.CI !== 'true')(`${g.guest}: restored into a pooled memory that held other data, and migrated by prepare + delta: byte-identical output`, async () => {
+      const job = await loadGuest(g.guest);
+      const lim = job.info.memory!;
+      const ref = new TestVm(job, { args: g.args });
+      expect(ref.machine.run().kind).toBe('exit');
+      const total = ref.machine.fuelUsed;
+      const engine = createPageEngine('auto');
+
+      // a run that checkpoints (encoded full) at 1/3 and suspends at 2/3
+      let base: Encoded | undefined;
+      let baseSnap: Snapshot | undefined;
+      const src = new TestVm(job, {
+        args: g.args,
+        machine: {
+          policy: (m) => (m.fuelUsed >= (2 * total) / 3 ? 'suspend' : !base && m.fuelUsed >= total / 3 ? 'checkpoint' : 'continue'),
+          onCheckpoint: (s) => {
+            base = encodeSnapshot(s, engine);
+            baseSnap = ownSnapshot(s);
+          },
+        },
+      });
+      const o = src.machine.run();
+      if (o.kind !== 'suspended') throw new Error(`expected a suspension, got ${o.kind}`);
+      const last = ownSnapshot(o.snapshot);
+      expect(base && last.stdoutBytes > baseSnap!.stdoutBytes).toBe(true);
+      const rest = (vm: TestVm, s: Snapshot) => {
+        expect(vm.machine.run()).toEqual({ kind: 'exit', code: 0 });
+        expect(ref.stdout.slice(0, s.stdoutBytes) + vm.stdout).toBe(ref.stdout);
+      };
+
+      // 1. restore (in-memory snapshot) into a pooled memory full of another job's bytes
+      const pool = new MemoryPool();
+      const dirty = pool.take(Math.max(lim.initial, last.pages - 1), lim);
+      new Uint8Array(dirty.buffer).fill(0xa5);
+      pool.give(dirty);
+      const mem = pool.take(last.pages, lim);
+      expect(mem).toBe(dirty);
+      rest(new TestVm(job, { args: g.args, machine: { memory: mem } }, { snap: last }), last);
+      pool.give(mem);
+
+      // 2. migration: copy the full checkpoint into a pooled memory while the job "still runs", then instantiate
+      // with that memory and apply only the delta (and the pages instantiation rewrote: the data segments')
+      const dBase = decodeSnapshot(concatChunks(base!.chunks), engine);
+      const dDelta = decodeSnapshot(concatChunks(encodeSnapshot(last, engine, { delta: base!.base }).chunks), engine);
+      expect(dDelta.header.kind).toBe('delta');
+      const prepared = pool.take(dBase.header.pages, lim);
+      expect(prepared).toBe(mem); // dirty: it held the previous restore
+      applyChain([dBase], new Uint8Array(prepared.buffer));
+      const chain = [dBase, dDelta];
+      const vm = new TestVm(job, { args: g.args, machine: { memory: prepared } }, {
+        snap: snapshotFromChain(chain),
+        apply: (dst) => applyChain(chain, dst, { links: 1, dataPages: job.info.dataPages! }),
+      });
+      rest(vm, last);
+      pool.give(prepared);
+
+      // 3. the whole chain applied before instantiation: only the data segments' pages are written again
+      const whole = pool.take(dDelta.header.pages, lim);
+      applyChain(chain, new Uint8Array(whole.buffer));
+      expect(job.info.dataPages!.length).toBeGreaterThan(0);
+      rest(new TestVm(job, { args: g.args, machine: { memory: whole } }, {
+        snap: snapshotFromChain(chain),
+        apply: (dst) => applyChain(chain, dst, { links: 2, dataPages: job.info.dataPages! }),
+      }), last);
+    }, 120_000);
+  }
 });
