@@ -383,24 +383,21 @@ function MIGRATE_LIMIT(isolate: Isolation, precopy: boolean, r: MigrateCaseResul
   if (!r || !Number.isFinite(r.downtimeMedianMs)) return 'not measured';
   const side = `source side ${ms(r.sourceMedianMs)} ms, target side ${ms(r.targetMedianMs)} ms`;
   if (precopy) {
-    return `Only ${mibStr(r.bytesShippedMedian)} is shipped in the freeze (${mibStr(r.precopyBytesMedian)} pre-copied), yet the ` +
-      `downtime (${side}) still scales with the whole memory: on the source, the safe point copies all of memory ` +
-      '(Machine.beginUnwind) and the delta encode hashes every page to find the dirty ones (vm/pages.ts hashPages; ' +
-      'section 4: encodeSnapshot delta of 256 MiB 44 ms); on the target, the start rebuilds the process from the decoded ' +
-      'pre-copy base + delta with Machine.restore into a fresh Wasm memory (applyChain: a full copy with page faults, ' +
-      'section 3: ~40 ms per 64 MiB fresh) instead of into a memory prepared while the job still ran. Needs: restore the ' +
-      'pre-copy into the target\'s (pooled, faulted-in) memory at prepare time and apply only the delta at start; dirty-page ' +
-      'tracking (or a diff against the pre-copy copy kept on the source) so the freeze does not hash all pages; and no ' +
-      'full-memory copy at the safe point when the snapshot is encoded at once.';
+    return `Only ${mibStr(r.bytesShippedMedian)} is shipped in the freeze (${mibStr(r.precopyBytesMedian)} pre-copied, ` +
+      `applied into the target's pooled memory before the freeze, so the target side is small), yet the source side still ` +
+      `scales with the whole memory (${side}): the safe point copies all of memory (Machine.beginUnwind, needed to repair ` +
+      "Asyncify's window) and the delta encode hashes every page to find the dirty ones (vm/pages.ts hashPages). Wasm " +
+      'gives no dirty-page tracking (no write protection): getting to 5 ms needs store instrumentation (a dirty bitmap paid ' +
+      'on every store) or a safe-point capture that does not copy all of memory.';
   }
-  const hop = isolate === 'process'
-    ? 'the snapshot crosses two IPC hops (node → origin → node), each a msgpackr encode + pipe write + read + decode of the whole snapshot'
-    : 'the NodeHost posts the start command to the runner without a transfer list, so the whole snapshot is structured-cloned (node-host.ts startProcess)';
-  return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). Source: the safe point copies all of ` +
-    'memory (~1 memcpy), then encodeSnapshot of a full snapshot hashes every page, scans for zero pages, copies them into a ' +
-    'fresh buffer (page faults) and checksums it (section 4: ~240 ms per 256 MiB). Target: ' + hop + '; decodeSnapshot ' +
-    'verifies the checksums, and Machine.restore copies into a fresh Wasm memory (section 3: ~40 ms at 64 MiB, page faults). ' +
-    'Several whole-memory passes in sequence, most into freshly allocated memory. Needs: ship the live copy without a full ' +
-    'encode on the freeze path (raw pages + a cheap checksum, or pre-copy by default), transfer instead of clone to the ' +
-    'runner, restore into a pooled, pre-faulted memory on the target.';
+  const path = isolate === 'process'
+    ? 'the memory goes through a file in /dev/shm (written by the source runner, read by the target runner straight into ' +
+      'the job\'s pooled memory), the state through the IPC messages (node → origin → node)'
+    : 'the memory is copied once more into a spare, already-faulted buffer that is transferred (not cloned) runner → ' +
+      'origin → runner, and copied into the target\'s pooled memory';
+  return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). No encoding or checksum on this path: ` +
+    `${path}. What remains is ~3 whole-memory copies in sequence (the safe point's copy of all of memory in ` +
+    "Machine.beginUnwind, needed to repair Asyncify's window; the hand-over copy; the copy into the target memory) plus " +
+    'message hops. Reaching ~1 memcpy needs a shared (SharedArrayBuffer-backed) job memory handed to the target thread ' +
+    'without copying, and a safe-point capture that does not copy all of memory.';
 }

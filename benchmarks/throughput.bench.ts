@@ -104,18 +104,13 @@ export async function benchThroughput(): Promise<Section> {
 }
 
 /**
- * From a --cpu-prof of the grid case (6 batches of 500 hello jobs, 2 thread nodes; main thread and both runner
- * threads profiled; the machine was shared, load average ~8).
+ * What bounds the grid case (profiles of the grid case with 2 thread nodes; the scheduler already keeps its queue
+ * sorted incrementally and stops placing when no slot is free, and submit memoises the module by bytes object).
  */
 const THROUGHPUT_LIMIT =
-  'The origin\'s main thread, which handles every job serially: in the profile it was busy ~75% of the time while the ' +
-  'two runner threads were idle ~50%. Per job it ran Scheduler.tick (kernel/sched/scheduler.ts), which rebuilds and ' +
-  'sorts the whole waiting list (#waiting: filter + sort of every process) and scans every process on each kick, i.e. ' +
-  'O(queued) per job and O(n²) for a burst of n submissions: ~25% of the main thread\'s busy time, the largest item; ' +
-  'then the start command\'s postMessage to the runner (~15%, node-host.ts startProcess), submit → prepareJob ' +
-  '(crypto.subtle hashing of the same bytes for every job even on a cache hit, ~5%), the bus hops and GC. Each runner, per ' +
-  'job: a new WebAssembly.Memory (vm/mempool createMemory, ~12-17% of its busy time), instantiate + linking the syscall ' +
-  'table (~15%), three postMessages (started, output, exit: ~15%), GC (~20%); the guest itself ~15%. A piscina task is ' +
-  'one message each way. Needs: an incremental scheduler (a priority queue kept across ticks, placing only while slots ' +
-  'are free), a per-bytes-object module cache in submit, batching the runner\'s events (output + exit in one message, ' +
-  'no separate started for a fresh start), and reusing a runner\'s memory and linked imports between jobs.';
+  'Per job the grid pays a start message origin -> node -> runner and three events back (started, output, exit), a ' +
+  'scheduling round, and in the runner a fresh Process (linking the whole syscall table with new closures), a new ' +
+  'WebAssembly.Memory and an instance; a piscina task is one message each way around the same run(). Needs: batching ' +
+  'the runner\'s events (output + exit in one message, no separate started for a fresh start), several queued starts ' +
+  'per runner message, and reusing a runner\'s memory and linked imports between jobs (the Machine-level tiny-job row ' +
+  'above shows the per-process cost).';

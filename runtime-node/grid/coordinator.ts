@@ -19,6 +19,7 @@ import {
 } from '../../kernel/index.js';
 import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
 import { DiskModuleCache } from '../cache.js';
+import { newSparePool } from './node-host.js';
 import { startNode, type Isolation, type NodeHandle } from './nodes.js';
 import { OutputIntegrator, type Sink } from './output.js';
 import { MIGRATION_DIR } from './runner-types.js';
@@ -187,6 +188,8 @@ interface NodeRecord {
 }
 
 const HEARTBEAT_CHECK_MS = 250;
+/** processes of finished jobs the origin remembers for ps --all and status (older ones are forgotten) */
+const KEEP_FINISHED_PROCS = 10_000;
 const DEFAULT_POLICY: CheckpointPolicy = { w: 0.5, minMs: 200, maxMs: 5000, initialMs: 1000, exportEvery: 2 };
 const KILLED_CODE = 137;
 const TRAP_CODE = 134;
@@ -199,6 +202,9 @@ export class Grid {
   private readonly jobs = new Map<string, JobRecord>();
   private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
   private readonly migrationLogs: MigrationRecord[] = [];
+  private readonly finishedJobs: string[] = [];
+  /** spare buffers for raw snapshots, shared by this grid's thread nodes */
+  private readonly spares = newSparePool();
   /** modules already loaded, by the caller's bytes object (not re-hashed: submitting one module many times is cheap) */
   private readonly byBytes = new WeakMap<Uint8Array, string>();
   private readonly byPath = new Map<string, { mtimeMs: number; size: number; hash: string }>();
@@ -230,7 +236,7 @@ export class Grid {
   private addNode(): NodeRecord {
     const id = `n${this.nextNode++}`;
     const slots = this.opts.slotsPerNode ?? 1;
-    const handle = startNode(id, this.bus, this.opts.isolate ?? 'thread', slots);
+    const handle = startNode(id, this.bus, this.opts.isolate ?? 'thread', slots, this.spares);
     const rec: NodeRecord = { handle, slots, alive: true, lastSeen: Date.now(), modules: new Set() };
     handle.onExit = (why) => this.nodeLost(id, why);
     this.nodeRecs.set(id, rec);
@@ -661,10 +667,25 @@ export class Grid {
     if (job.rankJob) exitCode = procs.find((p) => p.exitCode !== 0)?.exitCode ?? 0;
     else exitCode = procs[0]!.exitCode ?? 125;
     const ended = performance.now();
+    this.finishedJobs.push(job.id);
+    this.pruneFinished();
     job.done({
       id: job.id, exitCode, processes: procs, startedAt: job.startedIso, endedAt: new Date().toISOString(),
       elapsedMs: ended - job.startedAt, outputGaps: job.out.gaps,
     });
+  }
+
+  /** Forget the oldest finished jobs beyond KEEP_FINISHED_PROCS processes (their records are saved by the CLI). */
+  private pruneFinished(): void {
+    let kept = 0;
+    for (const id of this.finishedJobs) kept += this.jobs.get(id)?.procs.length ?? 0;
+    while (kept > KEEP_FINISHED_PROCS && this.finishedJobs.length > 1) {
+      const job = this.jobs.get(this.finishedJobs.shift()!);
+      if (!job) continue;
+      for (const p of job.procs) this.procs.delete(p.view.gpid);
+      this.jobs.delete(job.id);
+      kept -= job.procs.length;
+    }
   }
 
   // ------------------------------------------------------------------ control: ps, kill, migrate

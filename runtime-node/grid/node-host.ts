@@ -14,7 +14,7 @@ import { PRECOPY_FLAG, type RecycleEvent, type RunnerCommand, type RunnerData } 
  * job's memory come back here after the restore and are handed to the next runner that may suspend to a raw
  * snapshot. Bounded; the smallest buffer that fits is taken.
  */
-class SparePool {
+export class SparePool {
   private readonly bufs: ArrayBuffer[] = [];
   private bytes = 0;
   constructor(private readonly maxBytes: number, private readonly maxCount: number) {}
@@ -37,7 +37,10 @@ class SparePool {
     return b;
   }
 }
-const spares = new SparePool(1024 * 1024 * 1024, 8);
+/** A pool for the thread nodes of one grid (it lives and dies with the grid). */
+export function newSparePool(): SparePool {
+  return new SparePool(1024 * 1024 * 1024, 8);
+}
 
 interface Runner {
   worker: Worker;
@@ -61,6 +64,8 @@ export interface NodeHostOptions {
   slots?: number;
   /** commands arrive decoded for this node alone (a process node): their buffers may be transferred to runners */
   ownsMessages?: boolean;
+  /** spare buffers shared with the grid's other thread nodes */
+  spares?: SparePool;
   heartbeatMs?: number;
 }
 
@@ -75,7 +80,11 @@ export class NodeHost {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private closed = false;
 
-  constructor(readonly id: string, private readonly bus: Bus, private readonly opts: NodeHostOptions = {}) {}
+  private readonly spares: SparePool;
+
+  constructor(readonly id: string, private readonly bus: Bus, private readonly opts: NodeHostOptions = {}) {
+    this.spares = opts.spares ?? newSparePool();
+  }
 
   start(): void {
     this.unsubscribe = this.bus.subscribe(`node.${this.id}`, (m) => this.onCommand(m as NodeCommand));
@@ -242,7 +251,7 @@ export class NodeHost {
       if (m.base && m.base.buffer !== snap.buffer) transfer.push(m.base.buffer as ArrayBuffer);
     }
     if (m.raw === 'memory') {
-      const spare = spares.take(snap && !(snap instanceof Uint8Array) ? snap.memory.byteLength : 0);
+      const spare = this.spares.take(snap && !(snap instanceof Uint8Array) ? snap.memory.byteLength : 0);
       if (spare) {
         cmd.spare = spare;
         transfer.push(spare);
@@ -253,7 +262,7 @@ export class NodeHost {
 
   private onRunnerEvent(r: Runner, ev: NodeEvent | RecycleEvent): void {
     if (ev.t === 'recycle') {
-      spares.give(ev.buffer);
+      this.spares.give(ev.buffer);
       return;
     }
     const e = ev;

@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { decodeMessage, encodeMessage, type Bus } from '../../kernel/index.js';
-import { NodeHost } from './node-host.js';
+import { NodeHost, type SparePool } from './node-host.js';
 
 export type Isolation = 'thread' | 'process';
 
@@ -29,9 +29,9 @@ function nodeMainPath(): string {
   return p;
 }
 
-export function startNode(id: string, bus: Bus, isolate: Isolation, slots: number): NodeHandle {
+export function startNode(id: string, bus: Bus, isolate: Isolation, slots: number, spares?: SparePool): NodeHandle {
   if (isolate === 'thread') {
-    const host = new NodeHost(id, bus, { slots });
+    const host = new NodeHost(id, bus, { slots, ...(spares ? { spares } : {}) });
     host.start();
     return { id, isolate, pid: process.pid, stop: () => host.close() };
   }
