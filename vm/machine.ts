@@ -28,6 +28,12 @@ export interface MachineOptions {
   slice?: number;
   /** asked at every yield, after limits are checked */
   policy?: (m: Machine) => YieldAction;
+  /**
+   * Where a capture copies memory (the snapshot's `memory` is then a view of it): return a buffer of at least
+   * `bytes` bytes, or undefined for the page engine's work area (the default; encodeSnapshot hashes it in place).
+   * A runner that hands a suspended job's memory to another thread passes a buffer it can transfer, saving a copy.
+   */
+  captureBuffer?: (action: CaptureAction, bytes: number) => Uint8Array | undefined;
   /** receives every checkpoint; the snapshot's memory view is only valid during the call */
   onCheckpoint?: (s: Snapshot) => void;
   /** a control word another thread may set (see Control); reset to NONE when acted upon */
@@ -79,7 +85,7 @@ export type RunOutcome =
   | { kind: 'blocked'; snapshot: Snapshot; call: GridCall };
 
 /** What a capture is for: the policy's actions, or a blocking grid call. */
-type CaptureAction = YieldAction | 'block';
+export type CaptureAction = YieldAction | 'block';
 
 const enum State {
   Idle,
@@ -472,7 +478,8 @@ export class Machine {
    */
   private beginUnwind(action: CaptureAction, blocked?: GridCall): void {
     const mem = new Uint8Array(this.memory.buffer);
-    const area = this.opts.pages.area(mem.length);
+    const own = this.opts.captureBuffer?.(action, mem.length);
+    const area = own && own.length >= mem.length ? own : this.opts.pages.area(mem.length);
     area.set(mem);
     const fuelUsed = this.fuelUsed;
     this.capture = {

@@ -100,7 +100,8 @@ function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: Delt
 function rawOf(s: Snapshot, spare: ArrayBuffer | undefined): RawSnapshot {
   const len = s.pages * PAGE_SIZE;
   let memory: Uint8Array;
-  if (spare && spare.byteLength >= len) {
+  if (spare && s.memory.buffer === spare) memory = s.memory.subarray(0, len); // captured straight into it
+  else if (spare && spare.byteLength >= len) {
     memory = new Uint8Array(spare, 0, len);
     memory.set(s.memory.subarray(0, len));
   } else memory = s.memory.slice(0, len);
@@ -226,6 +227,8 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   const usage = (mach: Machine): Usage => ({ fuelUsed: mach.fuelUsed, cpuMs: cpuBefore + mach.elapsedMs, memoryPeakBytes: mach.memoryPeak, checkpoints });
   machine = new Machine(job, proc, {
     pages,
+    // a suspension on a thread node is handed over raw: capture straight into the spare buffer that will carry it
+    ...(m.raw === 'memory' && m.spare ? { captureBuffer: (action, bytes) => (action === 'suspend' && !precopyBase && m.spare!.byteLength >= bytes ? new Uint8Array(m.spare!, 0, bytes) : undefined) } : {}),
     ...(memory ? { memory } : {}),
     now: () => performance.now(),
     control: controlWord,
