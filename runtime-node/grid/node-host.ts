@@ -171,7 +171,10 @@ export class NodeHost {
     const data: RunnerData = { node: this.id, control };
     const worker = startWorker('grid/runner', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB } });
     const r: Runner = { worker, control: new Int32Array(control), gpid: undefined, modules: new Set() };
-    worker.on('message', (e: NodeEvent | RecycleEvent) => this.onRunnerEvent(r, e));
+    worker.on('message', (e: NodeEvent | RecycleEvent | NodeEvent[]) => {
+      if (Array.isArray(e)) for (const x of e) this.onRunnerEvent(r, x);
+      else this.onRunnerEvent(r, e);
+    });
     worker.on('error', (err) => {
       if (r.gpid !== undefined) this.emit({ t: 'error', node: this.id, gpid: r.gpid, message: `runner thread failed: ${err.message}` });
     });

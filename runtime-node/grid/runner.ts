@@ -42,7 +42,30 @@ const { node, control } = workerData as RunnerData;
 const controlWord = new Int32Array(control);
 const modules = new Map<string, { module: WebAssembly.Module; info: InstrumentInfo }>();
 const pages = createPageEngine('auto');
-const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
+/**
+ * Output is batched: chunks wait here and leave with the next event (so a short job's output and exit are one
+ * message) or at a safe point once OUTPUT_FLUSH_MS have passed or OUTPUT_FLUSH_BYTES are waiting. Every event is
+ * preceded by the output before it, so the origin never sees a checkpoint before the output it covers.
+ */
+const OUTPUT_FLUSH_MS = 10;
+const OUTPUT_FLUSH_BYTES = 64 * 1024;
+let pendingOut: NodeEvent[] = [];
+let pendingBytes = 0;
+let pendingSince = 0;
+const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => {
+  if (!pendingOut.length) return parentPort!.postMessage(m, transfer);
+  const batch = [...pendingOut, m];
+  pendingOut = [];
+  pendingBytes = 0;
+  parentPort!.postMessage(batch, transfer);
+};
+const flushOutput = () => {
+  if (!pendingOut.length) return;
+  const batch = pendingOut;
+  pendingOut = [];
+  pendingBytes = 0;
+  parentPort!.postMessage(batch);
+};
 /** a pre-copied full snapshot of a process about to arrive here (decoded, checksums verified) */
 let prepared: { gpid: number; base: DecodedSnapshot; memory?: WebAssembly.Memory } | undefined;
 /**
@@ -195,11 +218,14 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   const tRecv = epochNow();
   const from = sourceOf(m, mod.info);
   const memLimits = mod.info.memory;
-  const memory = from && memLimits ? (from.memory ?? mempool.take(from.snap.pages, memLimits)) : undefined;
+  const memory = !memLimits ? undefined : from ? (from.memory ?? mempool.take(from.snap.pages, memLimits)) : mempool.take(memLimits.initial, memLimits, { zeroed: true });
   const gpid = m.gpid;
   const offsets = { 1: from?.snap.stdoutBytes ?? 0, 2: from?.snap.stderrBytes ?? 0 };
   const out = (fd: 1 | 2) => (bytes: Uint8Array) => {
-    post({ t: 'output', node, gpid, fd, offset: offsets[fd], bytes });
+    if (!pendingOut.length) pendingSince = performance.now();
+    pendingOut.push({ t: 'output', node, gpid, fd, offset: offsets[fd], bytes });
+    pendingBytes += bytes.length;
+    if (pendingBytes >= OUTPUT_FLUSH_BYTES) flushOutput();
     offsets[fd] += bytes.length;
   };
   const mounts: MountSpec[] = m.spec.mounts.map((x) => ({ guest: x.guest, kind: x.kind, ...(x.host ? { host: x.host } : {}), readonly: !!x.readonly }));
@@ -237,6 +263,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     ...(lim.maxMemoryBytes !== undefined ? { maxMemoryBytes: lim.maxMemoryBytes } : {}),
     policy: (mach) => {
       lastYieldAt = epochNow();
+      if (pendingOut.length && performance.now() - pendingSince >= OUTPUT_FLUSH_MS) flushOutput();
       return mach.elapsedMs >= nextCheckpointAt ? 'checkpoint' : 'continue';
     },
     onCheckpoint: (s) => {
