@@ -253,8 +253,13 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   const usage = (mach: Machine): Usage => ({ fuelUsed: mach.fuelUsed, cpuMs: cpuBefore + mach.elapsedMs, memoryPeakBytes: mach.memoryPeak, checkpoints });
   machine = new Machine(job, proc, {
     pages,
-    // a suspension on a thread node is handed over raw: capture straight into the spare buffer that will carry it
-    ...(m.raw === 'memory' && m.spare ? { captureBuffer: (action, bytes) => (action === 'suspend' && !precopyBase && m.spare!.byteLength >= bytes ? new Uint8Array(m.spare!, 0, bytes) : undefined) } : {}),
+    captureBuffer: (action, bytes) => {
+      if (action !== 'suspend') return undefined;
+      // the job stops running here: a migration's downtime starts now
+      frozenAt = epochNow();
+      // a suspension on a thread node is handed over raw: capture straight into the spare buffer that will carry it
+      return m.raw === 'memory' && m.spare && !precopyBase && m.spare.byteLength >= bytes ? new Uint8Array(m.spare, 0, bytes) : undefined;
+    },
     ...(memory ? { memory } : {}),
     now: () => performance.now(),
     control: controlWord,
@@ -286,6 +291,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     },
   });
   let lastYieldAt = 0;
+  let frozenAt = 0;
   let precopyBase: DeltaBase | undefined;
   if (from) machine.restore(from.snap, from.apply);
   // the raw snapshot's memory has been copied into the job: its buffer becomes a spare for a later suspension
@@ -317,12 +323,12 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   } else {
     checkpoints++;
     const s = outcome.snapshot;
-    const ev = { t: 'suspended' as const, node, gpid, usage: usage(machine), frozenAt: lastYieldAt, memoryBytes: s.pages * PAGE_SIZE };
+    const ev = { t: 'suspended' as const, node, gpid, usage: usage(machine), frozenAt: frozenAt || lastYieldAt, memoryBytes: s.pages * PAGE_SIZE };
     if (m.raw === 'memory' && !precopyBase) {
       const t0 = epochNow();
       const raw = rawOf(s, m.spare);
       if (raw.memory.buffer !== m.spare) recycle(m.spare);
-      if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} frozen->suspended-return ${(t0 - lastYieldAt).toFixed(1)} rawcopy ${(epochNow() - t0).toFixed(1)}\n`);
+      if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} frozen->suspended-return ${(t0 - frozenAt).toFixed(1)} rawcopy ${(epochNow() - t0).toFixed(1)}\n`);
       post({ ...ev, snapshot: raw, delta: false }, [raw.memory.buffer as ArrayBuffer]);
     } else if (m.raw === 'file' && !precopyBase) {
       post({ ...ev, snapshot: rawToFile(s, gpid), delta: false });
