@@ -41,3 +41,15 @@ export function filesOf(dir: string): Record<string, string> {
   walk(dir);
   return out;
 }
+
+/** A deterministic PRNG (mulberry32), so random test moments and operations replay from their seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

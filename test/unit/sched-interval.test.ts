@@ -2,21 +2,11 @@ import { describe, it, expect } from 'vitest';
 import {
   AdaptiveInterval, DEFAULT_INTERVAL_POLICY, SchedError, validateIntervalPolicy, type IntervalPolicy,
 } from '../../kernel/sched/index.js';
+import { prng } from '../harness/util.js';
 
 const policy = (p: Partial<IntervalPolicy> = {}): IntervalPolicy =>
   ({ w: 0.5, minMs: 100, maxMs: 100_000, initialMs: 1000, exportEvery: 3, ...p });
 
-/** mulberry32: a small seeded PRNG, so failures replay. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('AdaptiveInterval recurrence', () => {
   it('follows I_n = W·I_(n-1) + (1−W)·I_(n-2) exactly with W = 0.5 and no observations', () => {

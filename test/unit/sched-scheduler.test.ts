@@ -1,17 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { Scheduler, SchedError, type Decision, type SchedState } from '../../kernel/sched/index.js';
+import { prng } from '../harness/util.js';
 
-/** mulberry32: a small seeded PRNG, so failures replay. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const g = (n: number): bigint => BigInt(n);
 const placed = (ds: Decision[]): bigint[] => ds.filter((d) => d.kind === 'place').map((d) => d.gpid);
