@@ -11,6 +11,31 @@ import { memoryImportLimits } from './wasmbin.js';
 /** What the job does at a yield point: go on, checkpoint then go on, or checkpoint and stop. */
 export type YieldAction = 'continue' | 'checkpoint' | 'suspend';
 
+/** What a Machine needs to know about a compiled module, worked out once per module (not per instance). */
+interface ModuleFacts {
+  imports: WebAssembly.ModuleImportDescriptor[];
+  /** "ns.name" of every function import: only these are linked */
+  used: ReadonlySet<string>;
+  importsMemory: boolean;
+  memoryLimits: ReturnType<typeof memoryImportLimits>;
+}
+const moduleFacts = new WeakMap<WebAssembly.Module, ModuleFacts>();
+
+function factsOf(job: CompiledJob): ModuleFacts {
+  let f = moduleFacts.get(job.module);
+  if (!f) {
+    const imports = WebAssembly.Module.imports(job.module);
+    f = {
+      imports,
+      used: new Set(imports.filter((i) => i.kind === 'function').map((i) => `${i.module}.${i.name}`)),
+      importsMemory: imports.some((i) => i.kind === 'memory' && i.module === 'gridvm' && i.name === 'memory'),
+      memoryLimits: memoryImportLimits(job.bytes),
+    };
+    moduleFacts.set(job.module, f);
+  }
+  return f;
+}
+
 /** Control word values (Int32Array over a SharedArrayBuffer) that another thread may store to steer a job. */
 export const Control = { NONE: 0, CHECKPOINT: 1, SUSPEND: 2, KILL: 3 } as const;
 
@@ -143,23 +168,24 @@ export class Machine {
   memoryLimitHit: { requestedPages: number } | undefined;
 
   constructor(readonly job: CompiledJob, readonly proc: Process, readonly opts: MachineOptions) {
+    const facts = factsOf(job);
+    const moduleImports = facts.imports;
     const imports = proc.imports({
       yield: () => this.onYield(),
       tick: () => this.onTick(),
       memory_limit: (delta: number) => this.onMemoryLimit(delta),
       block: (call: GridCall) => this.onBlock(call),
-    });
+    }, facts.used);
     const ns = imports as Record<string, Record<string, HostFn>>;
     for (const s of SYSCALLS) if (s.blocking && ns[s.ns]?.[s.name]) ns[s.ns]![s.name] = this.blockingImport(ns[s.ns]![s.name]!);
-    const moduleImports = WebAssembly.Module.imports(job.module);
     // The job's memory is imported as gridvm.memory (instrumentation version 7+): ours, or the one supplied. It is
     // added here, not in the syscall table, which holds functions only.
-    const importsMemory = moduleImports.some((i) => i.kind === 'memory' && i.module === 'gridvm' && i.name === 'memory');
+    const importsMemory = facts.importsMemory;
     let memory: WebAssembly.Memory | undefined;
     if (importsMemory) {
       // the module's own declaration is the truth (an InstrumentInfo may be stale or hand-made); the info's copy is
       // for hosts that size memories before they have the bytes
-      const lim = memoryImportLimits(job.bytes) ?? job.info.memory;
+      const lim = facts.memoryLimits ?? job.info.memory;
       if (!lim) throw new Error('the module imports gridvm.memory, but neither it nor its InstrumentInfo says with which limits');
       this.memoryDecl = lim;
       memory = opts.memory ?? createMemory(lim);

@@ -25,12 +25,15 @@ function errnoWrap(f: HostFn, arity: number): HostFn {
 }
 
 /**
- * Build the import object from the table: every entry must have an implementation in `impls[ns][name]`.
+ * Build the import object from the table: every entry must have an implementation in `impls[ns][name]`; with
+ * `used` ("ns.name" keys), only the entries the module imports are linked.
  * wasi_snapshot_preview1 calls that return an errno are wrapped (KernelError -> errno); others are linked as given.
  */
-export function link(table: readonly SyscallEntry[], impls: Impls): WebAssembly.Imports {
+export function link(table: readonly SyscallEntry[], impls: Impls, used?: ReadonlySet<string>): WebAssembly.Imports {
   const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const s of table) {
+    // a module that imports only some calls gets only those (fewer wrappers to build and to instantiate)
+    if (used && !used.has(`${s.ns}.${s.name}`)) continue;
     const f = impls[s.ns]?.[s.name];
     if (typeof f !== 'function') throw new Error(`link: no implementation for ${s.ns}.${s.name} (syscall ${s.id}); supply it in imports()`);
     const wrapped = s.ns === 'wasi_snapshot_preview1' && s.results.length === 1 ? errnoWrap(f, s.params.length) : f;

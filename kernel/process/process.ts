@@ -164,11 +164,12 @@ export class Process {
   /**
    * { wasi_snapshot_preview1: every preview1 function, gridvm: the VM's yield/tick/memory_limit unchanged plus the
    * grid calls }, linked from the table. (A plain record of handlers is accepted too, as before VmHooks existed.)
+   * With `used` ("ns.name" keys of the module's imports), only those are linked.
    */
-  imports(hooks: VmHooks | Readonly<Record<string, (...a: any[]) => any>>): WebAssembly.Imports {
+  imports(hooks: VmHooks | Readonly<Record<string, (...a: any[]) => any>>, used?: ReadonlySet<string>): WebAssembly.Imports {
     const h = hooks as VmHooks;
-    const gridvm = { yield: h.yield, tick: h.tick, memory_limit: h.memory_limit, ...gridImpls(this, h.block) };
-    return link(SYSCALLS, { wasi_snapshot_preview1: wasiImpls(this), gridvm });
+    const gridvm = Object.assign({ yield: h.yield, tick: h.tick, memory_limit: h.memory_limit }, gridImpls(this, h.block));
+    return link(SYSCALLS, { wasi_snapshot_preview1: wasiImpls(this), gridvm }, used);
   }
 
   /** The grid identity given by the host, if any. */
