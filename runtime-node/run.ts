@@ -1,4 +1,4 @@
-import { readFileSync, readSync, writeSync } from 'node:fs';
+import { readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { Process, Trap, type MountSpec } from '../kernel/index.js';
 import {
@@ -148,14 +148,42 @@ function mountsOf(o: RunOptions): MountSpec[] {
 
 /** Run a WASI job in this thread on gridvm's kernel. `wasm` is a path or the module's bytes. */
 export async function run(wasm: string | Uint8Array, o: RunOptions = {}): Promise<RunResult> {
+  const job = await loadJob(wasm, o);
+  const name = o.name ?? (typeof wasm === 'string' ? wasm.split('/').pop()! : 'job.wasm');
+  const mounts = mountsOf(o);
+  return execute(job, o, mounts, [name, ...(o.args ?? [])], envList(o.env));
+}
+
+/**
+ * Jobs already prepared in this process, by file (path + size + mtime) and by bytes object: running the same module
+ * again skips reading and hashing it (only the default instrumentation options are memoised).
+ */
+const byPath = new Map<string, { size: number; mtimeMs: number; job: CompiledJob }>();
+const byBytes = new WeakMap<Uint8Array, CompiledJob>();
+
+async function loadJob(wasm: string | Uint8Array, o: RunOptions): Promise<CompiledJob> {
+  const memo = !o.instrument;
+  let st: { size: number; mtimeMs: number } | undefined;
+  if (memo) {
+    if (typeof wasm === 'string') {
+      st = statSync(wasm);
+      const hit = byPath.get(wasm);
+      if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.job;
+    } else {
+      const hit = byBytes.get(wasm);
+      if (hit) return hit;
+    }
+  }
   const bytes = typeof wasm === 'string' ? new Uint8Array(readFileSync(wasm)) : wasm;
   const job = await prepareJob(bytes, {
     ...(o.cache === false ? {} : { cache: new DiskModuleCache() }),
     ...(o.instrument ? { instrument: o.instrument } : {}),
   });
-  const name = o.name ?? (typeof wasm === 'string' ? wasm.split('/').pop()! : 'job.wasm');
-  const mounts = mountsOf(o);
-  return execute(job, o, mounts, [name, ...(o.args ?? [])], envList(o.env));
+  if (memo) {
+    if (typeof wasm === 'string' && st) byPath.set(wasm, { ...st, job: { ...job, cached: true } });
+    else if (typeof wasm !== 'string') byBytes.set(wasm, { ...job, cached: true });
+  }
+  return job;
 }
 
 /** Continue a job from a checkpoint file (or a checkpoint directory's latest). Prints only what follows it. */

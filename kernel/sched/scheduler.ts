@@ -185,6 +185,7 @@ export class Scheduler {
   #procs = new Map<bigint, Entry>();
   /** waiting processes (and stale entries, dropped lazily), sorted by queueOrder */
   #queue: Entry[] = [];
+  #sinceCompaction = 0;
   #seq = 0;
   #ticks = 0;
 
@@ -376,10 +377,10 @@ export class Scheduler {
 
     // 1. waiting processes and the excess of over-subscribed nodes, in queue order
     const pendingOn = new Map<string, number>();
-    for (const e of this.#procs.values()) {
+    for (const e of this.#holding()) {
       if (e.state === 'suspending') pendingOn.set(e.node!, (pendingOn.get(e.node!) ?? 0) + 1);
     }
-    const demands: Entry[] = this.#waiting();
+    let demands: Iterable<Entry> = this.#eachWaiting();
     const excess = new Set<bigint>();
     for (const n of nodes) {
       const over = n.holders.size - (pendingOn.get(n.id) ?? 0) - n.slots;
@@ -391,9 +392,11 @@ export class Scheduler {
     }
     if (excess.size > 0) {
       const rank = (e: Entry): boolean => e.front || excess.has(e.gpid);
-      for (const g of excess) demands.push(this.#procs.get(g)!);
-      demands.sort((a, b) => b.priority - a.priority || Number(rank(b)) - Number(rank(a)) || a.seq - b.seq ||
+      const all = [...demands];
+      for (const g of excess) all.push(this.#procs.get(g)!);
+      all.sort((a, b) => b.priority - a.priority || Number(rank(b)) - Number(rank(a)) || a.seq - b.seq ||
         cmpBig(a.gpid, b.gpid));
+      demands = all;
     }
     let free = nodes.reduce((a, n) => a + (n.alive ? freeOf(n) : 0), 0);
     for (const e of demands) {
@@ -421,13 +424,13 @@ export class Scheduler {
     // 2. preemption: make room for strictly higher-priority waiting processes
     if (this.options.preempt) {
       const served = new Set<bigint>();
-      for (const e of this.#procs.values()) if (e.suspendFor !== undefined) served.add(e.suspendFor);
+      for (const e of this.#holding()) if (e.suspendFor !== undefined) served.add(e.suspendFor);
       // the lowest priority among running processes: no waiting process at or below it can preempt
       let lowest = Infinity;
-      for (const e of this.#procs.values()) {
+      for (const e of this.#holding()) {
         if (e.state === 'running' && !touched.has(e.gpid)) lowest = Math.min(lowest, e.priority);
       }
-      for (const w of this.#waiting()) {
+      for (const w of this.#eachWaiting()) {
         if (w.priority <= lowest) break; // the queue is in priority order
         if (served.has(w.gpid)) continue;
         let victim: Entry | undefined;
@@ -522,8 +525,33 @@ export class Scheduler {
    * entries that left it are dropped lazily here, so a tick costs O(queue) instead of a sort of every process.
    */
   #waiting(): Entry[] {
-    this.#queue = this.#queue.filter((e) => (e.state === 'queued' || e.state === 'suspended') && this.#procs.get(e.gpid) === e);
-    return this.#queue.slice();
+    return [...this.#eachWaiting()];
+  }
+
+  /** Processes that hold a slot (running or suspending), node by node: a tick reads these, not every process. */
+  *#holding(): Generator<Entry> {
+    for (const n of this.#nodes.values()) for (const g of n.holders) yield this.#procs.get(g)!;
+  }
+
+  #isWaiting(e: Entry): boolean {
+    return (e.state === 'queued' || e.state === 'suspended') && this.#procs.get(e.gpid) === e;
+  }
+
+  /**
+   * The waiting processes in queue order, lazily: a tick stops reading as soon as no slot is left, so it costs
+   * what it places, not the length of the queue. Stale entries at the front (placed ones) are dropped as it goes;
+   * the whole queue is compacted now and then.
+   */
+  *#eachWaiting(): Generator<Entry> {
+    const q = this.#queue;
+    let head = 0;
+    while (head < q.length && !this.#isWaiting(q[head]!)) head++;
+    if (head) q.splice(0, head);
+    if (++this.#sinceCompaction >= 1000) {
+      this.#sinceCompaction = 0;
+      this.#queue = q.filter((e) => this.#isWaiting(e));
+    }
+    for (const e of this.#queue) if (this.#isWaiting(e)) yield e;
   }
 
   /** A process entered the wait queue (its key — priority, front, seq — is fixed while it waits). */

@@ -203,6 +203,8 @@ export class Grid {
   private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
   private readonly migrationLogs: MigrationRecord[] = [];
   private readonly finishedJobs: string[] = [];
+  private finishedHead = 0;
+  private finishedProcs = 0;
   /** spare buffers for raw snapshots, shared by this grid's thread nodes */
   private readonly spares = newSparePool();
   /** modules already loaded, by the caller's bytes object (not re-hashed: submitting one module many times is cheap) */
@@ -668,6 +670,7 @@ export class Grid {
     else exitCode = procs[0]!.exitCode ?? 125;
     const ended = performance.now();
     this.finishedJobs.push(job.id);
+    this.finishedProcs += job.procs.length;
     this.pruneFinished();
     job.done({
       id: job.id, exitCode, processes: procs, startedAt: job.startedIso, endedAt: new Date().toISOString(),
@@ -677,14 +680,16 @@ export class Grid {
 
   /** Forget the oldest finished jobs beyond KEEP_FINISHED_PROCS processes (their records are saved by the CLI). */
   private pruneFinished(): void {
-    let kept = 0;
-    for (const id of this.finishedJobs) kept += this.jobs.get(id)?.procs.length ?? 0;
-    while (kept > KEEP_FINISHED_PROCS && this.finishedJobs.length > 1) {
-      const job = this.jobs.get(this.finishedJobs.shift()!);
+    while (this.finishedProcs > KEEP_FINISHED_PROCS && this.finishedJobs.length - this.finishedHead > 1) {
+      const job = this.jobs.get(this.finishedJobs[this.finishedHead++]!);
       if (!job) continue;
       for (const p of job.procs) this.procs.delete(p.view.gpid);
       this.jobs.delete(job.id);
-      kept -= job.procs.length;
+      this.finishedProcs -= job.procs.length;
+    }
+    if (this.finishedHead > 1024 && this.finishedHead * 2 > this.finishedJobs.length) {
+      this.finishedJobs.splice(0, this.finishedHead);
+      this.finishedHead = 0;
     }
   }
 

@@ -18,14 +18,15 @@ const dec = new TextDecoder();
 export async function runOnGrid(
   opts: GridOptions,
   job: Omit<JobSpec, 'stdout' | 'stderr'>,
-  during?: (grid: Grid, jobId: string) => Promise<void> | void,
+  during?: (grid: Grid, jobId: string, stdoutSoFar: () => string) => Promise<void> | void,
 ): Promise<GridRun> {
   const grid = await Grid.start({ heartbeatTimeoutMs: 10_000, ...opts });
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
   try {
     const { id, done } = await grid.submit({ ...job, stdout: (b) => out.push(b.slice()), stderr: (b) => err.push(b.slice()) });
-    const side = during ? Promise.resolve(during(grid, id)) : Promise.resolve();
+    const soFar = () => dec.decode(concatAll(out));
+    const side = during ? Promise.resolve(during(grid, id, soFar)) : Promise.resolve();
     const result = await done;
     await side;
     return { result, stdout: out.map((b) => dec.decode(b, { stream: true })).join(''), stderr: err.map((b) => dec.decode(b, { stream: true })).join(''), grid };
@@ -37,3 +38,13 @@ export async function runOnGrid(
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export { prng } from './util.js';
+
+function concatAll(chunks: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
+  return all;
+}
