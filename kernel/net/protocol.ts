@@ -54,6 +54,10 @@ export interface CheckpointPolicy {
   maxMs: number;
   initialMs: number;
   exportEvery: number;
+  /** the grid's mean time between node losses so far, if any were lost */
+  mtbfMs?: number;
+  /** a node was lost recently: start with a shorter interval */
+  failureSeen?: boolean;
 }
 
 export type NodeCommand =

@@ -203,6 +203,9 @@ export class Grid {
   private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
   private readonly migrationLogs: MigrationRecord[] = [];
   private readonly finishedJobs: string[] = [];
+  private readonly startedAt = Date.now();
+  /** when nodes were lost (epoch ms), for the checkpoint-interval policy */
+  private readonly nodeLosses: number[] = [];
   private finishedHead = 0;
   private finishedProcs = 0;
   /** spare buffers for raw snapshots, shared by this grid's thread nodes */
@@ -371,8 +374,19 @@ export class Grid {
       ...(!raw && rec.recovery.base && !prepared ? { base: rec.recovery.base } : {}),
       ...(!raw && prepared ? { prepared: true } : {}),
       ...(!raw && rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
-      policy: this.opts.checkpointPolicy ?? DEFAULT_POLICY,
+      policy: this.policyNow(),
     });
+  }
+
+  /**
+   * The checkpoint-interval policy for a start, with what this grid has seen of failures: the mean time between
+   * node losses so far, and whether one happened in the last minute (the interval then shortens at once).
+   */
+  private policyNow(): CheckpointPolicy {
+    const base = this.opts.checkpointPolicy ?? DEFAULT_POLICY;
+    if (!this.nodeLosses.length) return base;
+    const now = Date.now();
+    return { ...base, mtbfMs: (now - this.startedAt) / this.nodeLosses.length, failureSeen: now - this.nodeLosses[this.nodeLosses.length - 1]! < 60_000 };
   }
 
   /** Send a node the instrumented module (once per node). */
@@ -419,6 +433,7 @@ export class Grid {
     switch (e.t) {
       case 'started': {
         if (rec.view.state === 'starting') rec.view.state = 'running';
+        this.kick(); // a move may have left nodes uneven: the scheduler rebalances
         const mig = rec.migration;
         if (mig?.phase === 'starting') {
           rec.migration = undefined;
@@ -789,6 +804,7 @@ export class Grid {
     if (!n || !n.alive || this.closed) return;
     n.alive = false;
     n.lostWhy = why;
+    this.nodeLosses.push(Date.now());
     void n.handle.stop(true);
     this.sched.removeNode(id);
     for (const rec of this.procs.values()) {

@@ -246,7 +246,11 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   );
   const cpuBefore = m.counters.cpuMs;
   let checkpoints = m.counters.checkpoints;
-  const interval = new AdaptiveInterval(m.policy ?? { w: 0.5, minMs: 250, maxMs: 5000, initialMs: 1000, exportEvery: 2 });
+  const { mtbfMs, failureSeen, ...policy } = m.policy ?? { w: 0.5, minMs: 250, maxMs: 5000, initialMs: 1000, exportEvery: 2 };
+  const interval = new AdaptiveInterval(policy);
+  // failures the grid has seen adapt the interval: shorter at once after a recent loss, and Young's optimum
+  // sqrt(2 * checkpoint cost * MTBF) as the target once the cost of a checkpoint is known
+  if (failureSeen) interval.next({ failureSeen: true, ...(mtbfMs ? { mtbfMs } : {}) });
   let nextCheckpointAt = interval.current;
   let localSeq = 0;
   const lim = m.spec.limits;
@@ -287,7 +291,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
       if (interval.shouldExport(localSeq)) {
         post({ t: 'checkpoint', node, gpid, seq: s.seq, snapshot: bytes, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, usage: usage(machine!) }, [bytes.buffer as ArrayBuffer]);
       }
-      nextCheckpointAt = machine!.elapsedMs + interval.next({ checkpointMs: cost });
+      nextCheckpointAt = machine!.elapsedMs + interval.next({ checkpointMs: cost, ...(mtbfMs ? { mtbfMs } : {}) });
     },
   });
   let lastYieldAt = 0;

@@ -120,6 +120,35 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
   }, 120_000);
 });
 
+describe.runIf(hasClang())('rebalancing: nodes made uneven are evened out by migration', () => {
+  it('after a manual move puts both parts on one node, the scheduler moves one to the idle node; output unchanged', async () => {
+    const N = '30000000';
+    let ref = '';
+    for (let r = 0; r < 2; r++) {
+      ref += dec.decode((await runInThread('run', guestPath('rank'), { args: [N], env: [`GRIDVM_RANK=${r}`, 'GRIDVM_SIZE=2'], stdout: 'buffer' })).stdout);
+    }
+    let evened = false;
+    const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('rank'), args: [N], parts: 2 }, async (grid, id) => {
+      let ps = grid.ps().filter((x) => x.job === id);
+      for (let i = 0; i < 2000 && !(ps.length === 2 && ps.every((x) => x.state === 'running')); i++) {
+        await sleep(5);
+        ps = grid.ps().filter((x) => x.job === id);
+      }
+      const [a, b] = ps;
+      await grid.migrate(a!.gpid, b!.node!); // both on one node now, the other idle
+      for (let i = 0; i < 400 && !evened; i++) {
+        const now = grid.ps().filter((x) => x.job === id && x.state === 'running');
+        evened = now.length === 2 && now[0]!.node !== now[1]!.node;
+        if (!evened) await sleep(5);
+      }
+    });
+    expect(evened).toBe(true);
+    expect(g.stdout).toBe(ref);
+    const moves = g.result.processes.reduce((n, p) => n + p.migrations, 0);
+    expect(moves).toBeGreaterThanOrEqual(2); // the manual one and the scheduler's
+  }, 120_000);
+});
+
 describe.runIf(hasClang())('priorities: a higher-priority job preempts a running one, which resumes later', () => {
   it('the low-priority job is suspended to a checkpoint and both finish with their reference outputs', async () => {
     const refLow = await runInThread('run', guestPath('nbody'), { args: ['20000000'], stdout: 'buffer', stderr: 'buffer' });
