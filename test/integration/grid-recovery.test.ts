@@ -9,12 +9,12 @@ import { guestPath, hasClang } from '../harness/guests.js';
 const dec = new TextDecoder();
 
 const JOBS = [
-  { guest: 'nbody', args: ['12000000'], parts: 1, seed: 11 },
-  { guest: 'recursion', args: ['8'], parts: 1, seed: 12 },
-  { guest: 'malloc_churn', args: ['4', '1500000'], parts: 1, seed: 13 },
-  { guest: 'rank', args: ['6000000'], parts: 2, seed: 14 },
-  { guest: 'nbody', args: ['12000000'], parts: 1, seed: 15 },
-  { guest: 'recursion', args: ['8'], parts: 1, seed: 16 },
+  { guest: 'nbody', args: ['25000000'], parts: 1, seed: 11 },
+  { guest: 'recursion', args: ['4', '38'], parts: 1, seed: 12 },
+  { guest: 'malloc_churn', args: ['4', '2500000'], parts: 1, seed: 13 },
+  { guest: 'rank', args: ['14000000'], parts: 2, seed: 14 },
+  { guest: 'nbody', args: ['25000000'], parts: 1, seed: 15 },
+  { guest: 'recursion', args: ['4', '38'], parts: 1, seed: 16 },
 ];
 const KILLS_PER_JOB = 4;
 
@@ -49,6 +49,7 @@ describe.runIf(hasClang())('--isolate process: SIGKILL of a node at random momen
       );
       finished = true;
       landed += kills;
+      process.stderr.write(`${j.guest} seed ${j.seed}: ${kills} node kills landed\n`);
       expect(g.stdout).toBe(ref);
       expect(g.stderr).toBe(refErr);
       expect(g.result.exitCode).toBe(0);
