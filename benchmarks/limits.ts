@@ -38,17 +38,15 @@ export function LIMITS(what: string, _measured: string): string {
       'the plain checkpoint (~memcpy), not to 5 ms.';
   }
   if (what.startsWith('tiny job') && what.includes('Machine')) {
-    return 'Fixed per-process costs, measured separately: Process.imports() links the whole syscall table with ' +
-      'fresh closures for every process (~30 µs), instantiating the instrumented module ~14 µs, ' +
-      'WebAssembly.Module.imports() in the Machine constructor a few µs; the job itself (printf -> fd_write) ~25 µs. ' +
-      'Needs kernel/abi + vm changes: link only the imports the module uses (list cached in CompiledJob) and reuse ' +
-      'one linked import object per module with a per-process context, instead of building closures per process.';
+    return 'Fixed per-process costs (measured with the module linked and cached): instantiating the instrumented ' +
+      'module with a new WebAssembly.Memory (~15 µs for the memory, ~35 µs for the instance, less with a pooled ' +
+      'memory), the Process and its WASI closures (~5 µs; only the calls the module imports are linked), and the job ' +
+      'itself (hello: printf -> fd_write, ~20-45 µs). Needs instance reuse (one instance re-initialised per job, which ' +
+      'Wasm does not offer for memory and globals) or a lighter entry than wasi-libc _start.';
   }
   if (what.startsWith('tiny job')) {
-    return 'Everything the Machine row pays, plus run()\'s own path: prepareJob hashes the original and the ' +
-      'instrumented bytes with crypto.subtle (async, two awaits) even on a memory-cache hit, builds a ' +
-      'DiskModuleCache and a host platform per call, and collects output buffers. A memory-cache hit keyed by the ' +
-      'bytes object (or a caller-supplied CompiledJob) would remove the hashing.';
+    return 'Everything the Machine row pays, plus run()\'s own path per call: a stat of the file (the prepared job is ' +
+      'memoised by path + size + mtime and by bytes object), a host platform, option handling and the output buffers.';
   }
   return 'see the section below';
 }
