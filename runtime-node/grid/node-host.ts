@@ -52,9 +52,6 @@ interface Runner {
 
 interface Hosted {
   runner: Runner;
-  started: boolean;
-  /** a control action asked before the runner confirmed the start */
-  pending?: number;
 }
 
 /** Runner threads a node keeps beyond its busy ones are capped: an idle one is kept ready, not more. */
@@ -129,9 +126,10 @@ export class NodeHost {
         const h = this.procs.get(m.gpid);
         if (!h) return; // already gone: the coordinator learns it from the exit event
         const v = m.action === 'kill' ? Control.KILL : m.action === 'suspend' ? Control.SUSPEND : Control.CHECKPOINT;
+        // the words were cleared when this process was given to the runner, so they can be set at once, even
+        // before the runner has begun it (it reads them at its first safe point)
         if (m.action === 'precopy') Atomics.store(h.runner.control, 1, PRECOPY_FLAG);
-        if (h.started) Atomics.store(h.runner.control, 0, v);
-        else h.pending = v;
+        Atomics.store(h.runner.control, 0, v);
         return;
       }
       case 'prepare':
@@ -221,7 +219,9 @@ export class NodeHost {
     this.prepared.delete(m.gpid);
     const r = held ?? this.idleRunner();
     r.gpid = m.gpid;
-    const hosted: Hosted = { runner: r, started: false };
+    Atomics.store(r.control, 0, 0);
+    Atomics.store(r.control, 1, 0);
+    const hosted: Hosted = { runner: r };
     this.procs.set(m.gpid, hosted);
     try {
       if (m.prepared && !held) throw new Error(`process ${m.gpid} was not prepared on node ${this.id}`);
@@ -272,14 +272,6 @@ export class NodeHost {
     if (e.t === 'prepared' && !e.ok) {
       this.prepared.delete(e.gpid);
       if (r.gpid === e.gpid) r.gpid = undefined;
-    }
-    if (e.t === 'started') {
-      const h = this.procs.get(e.gpid);
-      if (h) {
-        h.started = true;
-        if (h.pending !== undefined) Atomics.store(r.control, 0, h.pending);
-        h.pending = undefined;
-      }
     }
     if (e.t === 'exit' || e.t === 'trap' || e.t === 'suspended' || e.t === 'blocked' || e.t === 'error') {
       if (r.gpid === e.gpid) r.gpid = undefined;

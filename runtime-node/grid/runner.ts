@@ -52,7 +52,10 @@ const OUTPUT_FLUSH_BYTES = 64 * 1024;
 let pendingOut: NodeEvent[] = [];
 let pendingBytes = 0;
 let pendingSince = 0;
+/** a fresh start's 'started' waits in pendingOut: flush it at the first safe point */
+let startedQueued = false;
 const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => {
+  startedQueued = false;
   if (!pendingOut.length) return parentPort!.postMessage(m, transfer);
   const batch = [...pendingOut, m];
   pendingOut = [];
@@ -60,6 +63,7 @@ const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => {
   parentPort!.postMessage(batch, transfer);
 };
 const flushOutput = () => {
+  startedQueued = false;
   if (!pendingOut.length) return;
   const batch = pendingOut;
   pendingOut = [];
@@ -272,7 +276,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     ...(lim.maxMemoryBytes !== undefined ? { maxMemoryBytes: lim.maxMemoryBytes } : {}),
     policy: (mach) => {
       lastYieldAt = epochNow();
-      if (pendingOut.length && performance.now() - pendingSince >= OUTPUT_FLUSH_MS) flushOutput();
+      if (pendingOut.length && (startedQueued || performance.now() - pendingSince >= OUTPUT_FLUSH_MS)) flushOutput();
       return mach.elapsedMs >= nextCheckpointAt ? 'checkpoint' : 'continue';
     },
     onCheckpoint: (s) => {
@@ -301,10 +305,17 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   // the raw snapshot's memory has been copied into the job: its buffer becomes a spare for a later suspension
   if (m.snapshot && !(m.snapshot instanceof Uint8Array) && m.snapshot.memory.byteLength) recycle(m.snapshot.memory.buffer as ArrayBuffer);
   if (m.resolve) machine.resolveBlocked({ value: BigInt(m.resolve.value), ...(m.resolve.status !== undefined ? { status: m.resolve.status } : {}) });
-  Atomics.store(controlWord, 0, 0);
-  Atomics.store(controlWord, 1, 0);
+  // (the NodeHost cleared the control words when it gave this process to the runner)
   if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} start-recv->started ${(epochNow() - tRecv).toFixed(1)}\n`);
-  post({ t: 'started', node, gpid, at: epochNow() });
+  const started: NodeEvent = { t: 'started', node, gpid, at: epochNow() };
+  if (from) post(started); // a restore (a migration's target side): report it now
+  else {
+    // a fresh start is reported with its first batch: at its first safe point, or with its output and exit when
+    // it is that short (one message for a tiny job instead of two)
+    if (!pendingOut.length) pendingSince = performance.now();
+    pendingOut.unshift(started);
+    startedQueued = true;
+  }
   let outcome: RunOutcome;
   try {
     outcome = machine.run();
