@@ -319,6 +319,8 @@ export class Machine {
         this.pending = { blob: snap.asyncify, backup: new Uint8Array(0) };
       }
     } finally {
+      // memory grows between safe points too (a job that never reaches one, a memory bomb): count it at the end
+      this.memoryPeak = Math.max(this.memoryPeak, this.memory.buffer.byteLength);
       this.elapsedBefore += this.opts.now() - this.runStart;
       this.inRun = false;
       this.state = State.Idle;

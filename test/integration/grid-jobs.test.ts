@@ -1,6 +1,7 @@
 // The seed's job kinds that use gridvm's own calls (issue 3): spawn + wait and remote fork with children on other
 // nodes, an AssemblyScript job reading its rank, and /proc/<gpid>/status read from inside a job that migrates.
 import { describe, expect, it } from 'vitest';
+import { Grid } from '../../runtime-node/grid/coordinator.js';
 import { runOnGrid, sleep } from '../harness/cluster.js';
 import { guestPath, hasClang } from '../harness/guests.js';
 
@@ -68,5 +69,32 @@ describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
     expect(nodes[0]).not.toBe(movedTo);
     expect(nodes.slice(1)).toEqual([movedTo, movedTo, movedTo, movedTo]);
     expect(p.migrations).toBe(1);
+  });
+
+  it('a failed process reports why, when, where and with which resources; the grid stays up for the next job', async () => {
+    const grid = await Grid.start({ nodes: 2 });
+    try {
+      const bomb = await (await grid.submit({ wasm: guestPath('memory_bomb'), limits: { maxMemoryBytes: 48 << 20 } })).done;
+      const b = bomb.processes[0]!;
+      expect(b.state).toBe('failed');
+      expect(b.exitCode).toBe(134);
+      expect(b.failure).toMatchObject({ why: 'limit', reason: 'memory-limit' });
+      expect(b.failure!.message).toMatch(/--max-memory/);
+      expect(b.failure!.stack).toContain('malloc');
+      expect(b.failure!.node).toMatch(/^n[12]$/);
+      expect(Date.parse(b.failure!.at)).toBeGreaterThan(0);
+      expect(b.memoryPeakBytes).toBeGreaterThan(40 << 20);
+      const trap = await (await grid.submit({ wasm: guestPath('trap') })).done;
+      expect(trap.processes[0]!.failure).toMatchObject({ why: 'trap' });
+      expect(trap.processes[0]!.failure!.stack!.slice(0, 3)).toEqual(['level_three', 'level_two', 'level_one']);
+      const endless = await (await grid.submit({ wasm: guestPath('endless'), limits: { fuel: 2_000_000 } })).done;
+      expect(endless.processes[0]!.failure).toMatchObject({ why: 'limit', reason: 'fuel' });
+      expect(endless.processes[0]!.fuelUsed).toBe(2_000_000);
+      // and the grid still runs jobs
+      const ok = await (await grid.submit({ wasm: guestPath('as_hello') })).done;
+      expect(ok.exitCode).toBe(0);
+    } finally {
+      await grid.close();
+    }
   });
 });
