@@ -219,7 +219,6 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   const mod = modules.get(m.hash);
   if (!mod) throw new Error(`module ${m.hash.slice(0, 16)} was not sent to this node`);
   const job: CompiledJob = { hash: m.hash, sourceHash: '', bytes: new Uint8Array(0), module: mod.module, info: mod.info, cached: true };
-  const tRecv = epochNow();
   const from = sourceOf(m, mod.info);
   const memLimits = mod.info.memory;
   const memory = !memLimits ? undefined : from ? (from.memory ?? mempool.take(from.snap.pages, memLimits)) : mempool.take(memLimits.initial, memLimits, { zeroed: true });
@@ -306,7 +305,6 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   if (m.snapshot && !(m.snapshot instanceof Uint8Array) && m.snapshot.memory.byteLength) recycle(m.snapshot.memory.buffer as ArrayBuffer);
   if (m.resolve) machine.resolveBlocked({ value: BigInt(m.resolve.value), ...(m.resolve.status !== undefined ? { status: m.resolve.status } : {}) });
   // (the NodeHost cleared the control words when it gave this process to the runner)
-  if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} start-recv->started ${(epochNow() - tRecv).toFixed(1)}\n`);
   const started: NodeEvent = { t: 'started', node, gpid, at: epochNow() };
   if (from) post(started); // a restore (a migration's target side): report it now
   else {
@@ -340,10 +338,8 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     const s = outcome.snapshot;
     const ev = { t: 'suspended' as const, node, gpid, usage: usage(machine), frozenAt: frozenAt || lastYieldAt, memoryBytes: s.pages * PAGE_SIZE };
     if (m.raw === 'memory' && !precopyBase) {
-      const t0 = epochNow();
       const raw = rawOf(s, m.spare);
       if (raw.memory.buffer !== m.spare) recycle(m.spare);
-      if (process.env.GRIDVM_TRACE) process.stderr.write(`trace ${gpid} frozen->suspended-return ${(t0 - frozenAt).toFixed(1)} rawcopy ${(epochNow() - t0).toFixed(1)}\n`);
       post({ ...ev, snapshot: raw, delta: false }, [raw.memory.buffer as ArrayBuffer]);
     } else if (m.raw === 'file' && !precopyBase) {
       post({ ...ev, snapshot: rawToFile(s, gpid), delta: false });
