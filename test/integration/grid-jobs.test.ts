@@ -31,6 +31,16 @@ describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
     expect(one.result.exitCode).toBe(0);
   });
 
+  it('GPIDs keep working across migrations: children that move while their parent waits are still waited for', async () => {
+    const still = await runOnGrid({ nodes: 3 }, { wasm: guestPath('spawn_wait'), args: ['400000'] });
+    const moving = await runOnGrid({ nodes: 3 }, { wasm: guestPath('spawn_wait'), args: ['400000'], migrateEveryMs: 60 });
+    expect(moving.result.exitCode).toBe(0);
+    expect(moving.stdout).toBe(still.stdout);
+    const kids = moving.result.processes.slice(1);
+    expect(kids.reduce((n, k) => n + k.migrations, 0)).toBeGreaterThan(0);
+    expect(kids.map((k) => k.exitCode)).toEqual([1, 2, 3]);
+  });
+
   it('remote fork: the child continues from a copy of the parent and gets 0; the parent waits for its exit code', async () => {
     const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('forker'), memDirs: ['/tmp'], args: ['/tmp'] });
     expect(g.result.exitCode).toBe(0);
