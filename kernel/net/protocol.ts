@@ -85,6 +85,8 @@ export type NodeCommand =
   | { t: 'prepare'; gpid: Gpid; hash: string; snapshot: Uint8Array }
   /** forget a prepared process (its migration was abandoned) */
   | { t: 'drop'; gpid: Gpid }
+  /** fault injection (tests, chaos drills): end the runner thread of a process abruptly */
+  | { t: 'fault'; gpid: Gpid; kind: 'runner-crash' }
   | { t: 'shutdown' };
 
 export type NodeEvent =
@@ -102,7 +104,9 @@ export type NodeEvent =
   | { t: 'blocked'; node: string; gpid: Gpid; snapshot: Uint8Array; call: GridCallMsg; usage: Usage }
   | { t: 'exit'; node: string; gpid: Gpid; code: number; usage: Usage }
   | { t: 'trap'; node: string; gpid: Gpid; reason: string; message: string; stack: string[]; usage: Usage }
-  | { t: 'error'; node: string; gpid: Gpid; message: string };
+  | { t: 'error'; node: string; gpid: Gpid; message: string }
+  /** the node lost this process (its runner thread died) and has no local checkpoint of it: recover it */
+  | { t: 'lost'; node: string; gpid: Gpid; why: string };
 
 /**
  * A snapshot handed over between threads of one process without encoding: the VM state and a copy of memory
@@ -139,8 +143,8 @@ export type GridCallMsg = { op: 'spawn'; path: string; argv: string[] } | { op: 
 export type Message = NodeCommand | NodeEvent;
 
 const MESSAGE_TYPES = new Set([
-  'module', 'start', 'control', 'prepare', 'drop', 'shutdown',
-  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error',
+  'module', 'start', 'control', 'prepare', 'drop', 'fault', 'shutdown',
+  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error', 'lost',
 ]);
 
 export class ProtocolError extends Error {

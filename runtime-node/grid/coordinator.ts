@@ -489,6 +489,12 @@ export class Grid {
       case 'error':
         this.finish(rec, 'failed', 125, { why: 'error', message: e.message });
         return;
+      case 'lost':
+        // its node could not continue it: resume it from its recovery point, here or elsewhere
+        rec.view.recoveries++;
+        this.abandonMigration(rec, `the process was lost on ${e.node}: ${e.why}`);
+        this.requeue(rec);
+        return;
     }
   }
 
@@ -824,6 +830,14 @@ export class Grid {
     }
     if (this.opts.replaceLostNodes ?? true) this.addNode();
     this.kick();
+  }
+
+  /** Fault injection (tests, chaos drills): end the runner thread of a running process abruptly. */
+  injectFault(gpid: number, kind: 'runner-crash'): boolean {
+    const rec = this.procs.get(gpid);
+    if (!rec?.view.node || rec.view.state !== 'running') return false;
+    this.send(rec.view.node, { t: 'fault', gpid, kind });
+    return true;
   }
 
   /** Kill a node's OS process (process isolation) as a failure would. */

@@ -7,7 +7,7 @@ import type { Bus, NodeCommand, NodeEvent } from '../../kernel/index.js';
 import { Control, type InstrumentInfo } from '../../vm/runtime.js';
 import { JOB_STACK_MB } from '../job-thread.js';
 import { startWorker } from '../workers.js';
-import { PRECOPY_FLAG, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 /**
  * Spare buffers for raw snapshots, shared by the thread nodes of this process: buffers that carried a migrated
@@ -71,6 +71,9 @@ export class NodeHost {
   private readonly runners: Runner[] = [];
   private readonly modules = new Map<string, Promise<{ module: WebAssembly.Module; info: InstrumentInfo }>>();
   private readonly procs = new Map<number, Hosted>();
+  /** the last start command of each process here, and its newest local checkpoint (kept on this node) */
+  private readonly starts = new Map<number, Extract<NodeCommand, { t: 'start' }>>();
+  private readonly locals = new Map<number, Uint8Array>();
   /** runners holding a pre-copied process until its migration's start (or drop) */
   private readonly prepared = new Map<number, Runner>();
   private unsubscribe: (() => void) | undefined;
@@ -144,6 +147,11 @@ export class NodeHost {
         }
         return;
       }
+      case 'fault': {
+        const h = this.procs.get(m.gpid);
+        if (h && m.kind === 'runner-crash') void h.runner.worker.terminate();
+        return;
+      }
       case 'shutdown':
         void this.close();
         return;
@@ -169,23 +177,40 @@ export class NodeHost {
     const data: RunnerData = { node: this.id, control };
     const worker = startWorker('grid/runner', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB } });
     const r: Runner = { worker, control: new Int32Array(control), gpid: undefined, modules: new Set() };
-    worker.on('message', (e: NodeEvent | RecycleEvent | NodeEvent[]) => {
+    worker.on('message', (e: NodeEvent | RecycleEvent | LocalCheckpointEvent | NodeEvent[]) => {
       if (Array.isArray(e)) for (const x of e) this.onRunnerEvent(r, x);
       else this.onRunnerEvent(r, e);
     });
+    let died = '';
     worker.on('error', (err) => {
-      if (r.gpid !== undefined) this.emit({ t: 'error', node: this.id, gpid: r.gpid, message: `runner thread failed: ${err.message}` });
+      died = `its runner thread failed: ${err.message}`;
     });
     worker.on('exit', () => {
       const i = this.runners.indexOf(r);
       if (i >= 0) this.runners.splice(i, 1);
-      if (r.gpid !== undefined && !this.closed) {
-        this.procs.delete(r.gpid);
-        this.emit({ t: 'error', node: this.id, gpid: r.gpid, message: 'runner thread exited unexpectedly' });
-      }
+      const gpid = r.gpid;
+      r.gpid = undefined;
+      if (gpid !== undefined && !this.closed && this.procs.has(gpid)) this.runnerLost(gpid, died || 'its runner thread exited');
     });
     this.runners.push(r);
     return r;
+  }
+
+  /**
+   * A runner thread died under a process: continue it on a fresh runner from its newest local checkpoint (its
+   * output since is replayed and dropped by offset at the origin), or, without one, hand it back to the origin.
+   */
+  private runnerLost(gpid: number, why: string): void {
+    this.procs.delete(gpid);
+    const start = this.starts.get(gpid);
+    const local = this.locals.get(gpid);
+    if (start && local) {
+      const { base: _b, prepared: _p, resolve: _r, spare: _s, ...rest } = start as typeof start & { spare?: unknown };
+      void this.startProcess({ ...rest, snapshot: local });
+      return;
+    }
+    this.starts.delete(gpid);
+    this.emit({ t: 'lost', node: this.id, gpid, why });
   }
 
   /** Give runner r the compiled module (once per runner). */
@@ -215,6 +240,8 @@ export class NodeHost {
   }
 
   private async startProcess(m: Extract<NodeCommand, { t: 'start' }>): Promise<void> {
+    this.starts.set(m.gpid, m);
+    this.locals.delete(m.gpid);
     const held = m.prepared ? this.prepared.get(m.gpid) : undefined;
     this.prepared.delete(m.gpid);
     const r = held ?? this.idleRunner();
@@ -263,10 +290,19 @@ export class NodeHost {
     r.worker.postMessage(cmd, transfer);
   }
 
-  private onRunnerEvent(r: Runner, ev: NodeEvent | RecycleEvent): void {
+  private onRunnerEvent(r: Runner, ev: NodeEvent | RecycleEvent | LocalCheckpointEvent): void {
     if (ev.t === 'recycle') {
       this.spares.give(ev.buffer);
       return;
+    }
+    if (ev.t === 'local') {
+      if (this.procs.has(ev.gpid)) this.locals.set(ev.gpid, ev.snapshot);
+      return;
+    }
+    if (ev.t === 'checkpoint') this.locals.set(ev.gpid, ev.snapshot);
+    if (ev.t === 'exit' || ev.t === 'trap' || ev.t === 'suspended' || ev.t === 'blocked' || ev.t === 'error') {
+      this.starts.delete(ev.gpid);
+      this.locals.delete(ev.gpid);
     }
     const e = ev;
     if (e.t === 'prepared' && !e.ok) {

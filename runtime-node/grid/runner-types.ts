@@ -32,6 +32,13 @@ export type RunnerCommand =
       spare?: ArrayBuffer;
     };
 
+/** Runner -> NodeHost only (never forwarded): a local checkpoint that is not exported, kept by the node. */
+export interface LocalCheckpointEvent {
+  t: 'local';
+  gpid: number;
+  snapshot: Uint8Array;
+}
+
 /** Runner -> NodeHost only (never forwarded): a buffer it no longer needs, for the node's spare pool. */
 export interface RecycleEvent {
   t: 'recycle';

@@ -36,7 +36,7 @@ import {
   type Snapshot,
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
-import { MIGRATION_DIR, PRECOPY_FLAG, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { MIGRATION_DIR, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
 const controlWord = new Int32Array(control);
@@ -293,6 +293,11 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
       const cost = performance.now() - t0;
       if (interval.shouldExport(localSeq)) {
         post({ t: 'checkpoint', node, gpid, seq: s.seq, snapshot: bytes, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, usage: usage(machine!) }, [bytes.buffer as ArrayBuffer]);
+      } else {
+        // kept on this node: if this runner thread dies, the node continues the process from it (the output it
+        // covers goes first, so a restart from it never leaves a gap)
+        flushOutput();
+        parentPort!.postMessage({ t: 'local', gpid, snapshot: bytes } satisfies LocalCheckpointEvent, [bytes.buffer as ArrayBuffer]);
       }
       nextCheckpointAt = machine!.elapsedMs + interval.next({ checkpointMs: cost, ...(mtbfMs ? { mtbfMs } : {}) });
     },

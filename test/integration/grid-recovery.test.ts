@@ -91,4 +91,42 @@ describe.runIf(hasClang())('--isolate process: SIGKILL of a node at random momen
     expect(lost.alive).toBe(false);
     expect(lost.lostWhy).toMatch(/no heartbeat for \d+ ms/);
   }, 120_000);
+
+  it('a runner thread that dies is replaced: its process continues from the node\'s local checkpoint (or the origin\'s), output identical', async () => {
+    const ref = await runInThread('run', guestPath('nbody'), { args: ['25000000'], stdout: 'buffer', stderr: 'buffer' });
+    const rand = prng(21);
+    let crashes = 0;
+    let early = false;
+    let lost = 0;
+    const g = await runOnGrid(
+      { nodes: 2, checkpointPolicy: { w: 0.5, minMs: 60, maxMs: 200, initialMs: 80, exportEvery: 4 } },
+      { wasm: guestPath('nbody'), args: ['25000000'] },
+      async (grid, id) => {
+        grid.bus.subscribe('coord', (m) => {
+          if (m.t === 'lost') lost++;
+        });
+        // one crash right away (no local checkpoint yet: the origin recovers it), then some at random moments
+        for (let i = 0; i < 400 && !early; i++) {
+          const p = grid.ps().find((x) => x.job === id && x.state === 'running');
+          if (p) early = grid.injectFault(p.gpid, 'runner-crash');
+          else await sleep(2);
+        }
+        for (let k = 0; k < 5; k++) {
+          await sleep(150 + rand() * 250);
+          const p = grid.ps().find((x) => x.job === id && x.state === 'running');
+          if (p && grid.injectFault(p.gpid, 'runner-crash')) crashes++;
+        }
+      },
+    );
+    expect(early).toBe(true);
+    expect(crashes).toBeGreaterThanOrEqual(3);
+    expect(g.stdout).toBe(dec.decode(ref.stdout));
+    expect(g.stderr).toBe(dec.decode(ref.stderr));
+    expect(g.result.exitCode).toBe(0);
+    expect(g.result.outputGaps).toBe(0);
+    expect(g.result.processes[0]!.recoveries).toBeGreaterThanOrEqual(1);
+    // the early crash went back to the origin; later ones were mostly continued by the node from its local checkpoints
+    expect(lost).toBeGreaterThanOrEqual(1);
+    expect(lost).toBeLessThan(crashes + 1);
+  }, 120_000);
 });
