@@ -1,6 +1,7 @@
 // Cluster harness: a local grid of N nodes in this process (thread nodes) or as child processes, one job on it,
 // integrated stdout/stderr collected.
 import { Grid, type GridOptions, type JobResult, type JobSpec } from '../../runtime-node/grid/coordinator.js';
+import { concatChunks } from '../../vm/runtime.js';
 
 export interface GridRun {
   result: JobResult;
@@ -25,7 +26,7 @@ export async function runOnGrid(
   const err: Uint8Array[] = [];
   try {
     const { id, done } = await grid.submit({ ...job, stdout: (b) => out.push(b.slice()), stderr: (b) => err.push(b.slice()) });
-    const soFar = () => dec.decode(concatAll(out));
+    const soFar = () => dec.decode(concatChunks(out));
     const side = during ? Promise.resolve(during(grid, id, soFar)) : Promise.resolve();
     const result = await done;
     await side;
@@ -38,13 +39,3 @@ export async function runOnGrid(
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export { prng } from './util.js';
-
-function concatAll(chunks: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.length;
-  }
-  return all;
-}
