@@ -3,8 +3,8 @@
 //
 // Machine is driven directly with a policy that checkpoints at every yield once the guest has filled its memory.
 // Timing without touching vm/: the kernel Process is subclassed so that the `gridvm.yield` import handed to the
-// instance is wrapped, which gives the time the yield that decides to checkpoint is entered (tA) and the time the
-// next yield returns, i.e. the end of the rewind, when the job runs guest code again (tEnd). onCheckpoint marks the
+// instance is wrapped, which gives the time the next yield returns, i.e. the end of the rewind, when the job runs
+// guest code again (tEnd); the capture's start (MachineOptions.captureBuffer) is tA. onCheckpoint marks the
 // end of unwind + full memory copy (tCk). Restore: a fresh Process + Machine (instantiate), Machine.restore (grow +
 // copy pages + globals), run() until the rewind reaches the yield; the wrapped yield then throws to stop the job.
 import { readFileSync } from 'node:fs';
@@ -122,6 +122,12 @@ async function session(job: CompiledJob, engine: PageEngine, mib: number, plan: 
       phase = 'unwinding';
       cur = { kind: plan[k++]! };
       return 'checkpoint';
+    },
+    // the job stops when the capture starts (a decision taken in a ticking leaf waits for the next safe point,
+    // so the policy's moment would count running time as checkpoint time)
+    captureBuffer: () => {
+      if (phase === 'unwinding') tA = performance.now();
+      return undefined;
     },
     onCheckpoint: (s: Snapshot) => {
       tCk = performance.now();
