@@ -3,6 +3,7 @@
 // Prints a table; writes nothing else. GB/s = 64 MiB of job memory (one buffer) per second, 1 GB = 1e9 bytes.
 import { pathToFileURL } from 'node:url';
 import { createPageEngine, PAGE_SIZE, type PageEngine } from '../vm/pages.js';
+import { median, timeSync } from './lib.js';
 
 export interface PagesBenchRow {
   op: string;
@@ -33,20 +34,8 @@ function fillRandom(u8: Uint8Array, seed: number): void {
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  return s[s.length >> 1];
-}
-
 function time(fn: () => void, reps: number, warmup: number): number {
-  for (let i = 0; i < warmup; i++) fn();
-  const ms: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    ms.push(performance.now() - t0);
-  }
-  return median(ms);
+  return median(timeSync(fn, reps, warmup));
 }
 
 export async function benchPages(opts: PagesBenchOptions = {}): Promise<{ rows: PagesBenchRow[] }> {

@@ -6,6 +6,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import {
   Errno,
   LocalBus,
+  Vfs,
   Scheduler,
   type CallResult,
   type CheckpointPolicy,
@@ -19,6 +20,7 @@ import {
 } from '../../kernel/index.js';
 import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
 import { DiskModuleCache } from '../cache.js';
+import { nodePlatform } from '../platform.js';
 import { newSparePool } from './node-host.js';
 import { startNode, type Isolation, type NodeHandle } from './nodes.js';
 import { OutputIntegrator, type Sink } from './output.js';
@@ -137,8 +139,6 @@ interface Migration {
   precopy: boolean;
   phase: 'precopy' | 'preparing' | 'freezing' | 'starting';
   record: Partial<MigrationRecord> & { gpid: number; from: string; to: string; requestedAt: number; precopy: boolean };
-  /** the pre-copy snapshot (the base of the delta the freeze ships) */
-  base?: Uint8Array;
   resolve: (r: MigrationRecord) => void;
   reject: (e: Error) => void;
 }
@@ -313,10 +313,7 @@ export class Grid {
       migrations: 0, recoveries: 0, visited: [], exitCode: null,
     };
     const rec: ProcRecord = { view, job, hash, spec, recovery, counters: { cpuMs: 0, checkpoints: 0, migrations: 0 }, children: [], reaped: new Set() };
-    if (parent) {
-      rec.counters = { cpuMs: 0, checkpoints: 0, migrations: 0 };
-      parent.children.push(gpid);
-    }
+    parent?.children.push(gpid);
     this.procs.set(gpid, rec);
     job.procs.push(rec);
     job.out.add(gpid);
@@ -456,7 +453,6 @@ export class Grid {
         if (!mig || mig.phase !== 'precopy') return;
         if (!this.nodeRecs.get(mig.to)?.alive) return this.abandonMigration(rec, `node ${mig.to} is gone`);
         mig.phase = 'preparing';
-        mig.base = e.snapshot;
         mig.record.precopyBytes = e.snapshot.length;
         this.ensureModule(mig.to, rec.hash);
         this.send(mig.to, { t: 'prepare', gpid: rec.view.gpid, hash: rec.hash, snapshot: e.snapshot });
@@ -583,7 +579,6 @@ export class Grid {
     this.kick();
     if (call.op === 'fork') {
       const child = this.newProcess(rec.job, rec.hash, { ...rec.spec, grid: { ...rec.spec.grid, gpid: 0, parent: rec.view.gpid } }, { snapshot, resolve: { value: 0 } }, rec);
-      child.counters = { cpuMs: 0, checkpoints: 0, migrations: 0 };
       this.answer(rec, { value: child.view.gpid });
     } else if (call.op === 'spawn') {
       void this.spawn(rec, call).then(
@@ -602,14 +597,8 @@ export class Grid {
   private async spawn(rec: ProcRecord, call: { path: string; argv: string[] }): Promise<number> {
     let hash = rec.hash;
     if (call.path !== rec.spec.name) {
-      const host = this.hostPathOf(rec.spec, call.path);
-      if (!host) return -Errno.NOENT;
-      let bytes: Uint8Array;
-      try {
-        bytes = new Uint8Array(readFileSync(host));
-      } catch {
-        return -Errno.NOENT;
-      }
+      const bytes = this.readGuestFile(rec.spec, call.path);
+      if (!bytes) return -Errno.NOENT;
       try {
         hash = await this.loadModule(bytes);
       } catch {
@@ -625,18 +614,40 @@ export class Grid {
     return child.view.gpid;
   }
 
-  /** The host file behind a guest path, through the process's host mounts. */
-  private hostPathOf(spec: ProcSpec, guestPath: string): string | undefined {
+  /**
+   * A file's bytes by the guest path the process would use, read through the kernel's file system over the
+   * process's host mounts: the same confinement as the job's own opens ('..' out of a mount, symlinks out of it,
+   * absolute links are refused). Undefined if it cannot be read.
+   */
+  private readGuestFile(spec: ProcSpec, guestPath: string): Uint8Array | undefined {
+    const mounts = spec.mounts.filter((m) => m.kind === 'host' && m.host).map((m) => ({ guest: m.guest, kind: 'host' as const, host: m.host!, readonly: true }));
     const norm = guestPath.replace(/\/+/g, '/');
-    for (const m of spec.mounts) {
-      if (m.kind !== 'host' || !m.host) continue;
+    const i = mounts.findIndex((m) => {
       const g = m.guest.replace(/\/+$/, '') || '/';
-      if (norm === g || !norm.startsWith(g === '/' ? '/' : `${g}/`)) continue;
-      const rel = norm.slice(g.length).replace(/^\/+/, '');
-      if (rel.split('/').some((p) => p === '..')) return undefined;
-      return resolvePath(m.host, rel);
+      return norm !== g && norm.startsWith(g === '/' ? '/' : `${g}/`);
+    });
+    if (i < 0) return undefined;
+    const rel = norm.slice((mounts[i]!.guest.replace(/\/+$/, '') || '/').length).replace(/^\/+/, '');
+    try {
+      const vfs = new Vfs([mounts[i]!], nodePlatform());
+      const r = vfs.resolve(0, '', rel, true);
+      if (r.stat?.kind !== 'file') return undefined;
+      const { handle } = r.mount.fs.open(r.path, { read: true, write: false, create: false, excl: false, trunc: false });
+      try {
+        const out = new Uint8Array(Number(handle.stat().size));
+        let off = 0;
+        while (off < out.length) {
+          const n = handle.read(out.subarray(off), off);
+          if (n === 0) break;
+          off += n;
+        }
+        return out.subarray(0, off);
+      } finally {
+        handle.close();
+      }
+    } catch {
+      return undefined;
     }
-    return undefined;
   }
 
   private tryWait(rec: ProcRecord): void {

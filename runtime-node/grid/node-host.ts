@@ -27,10 +27,11 @@ export class SparePool {
   /** The smallest buffer of at least `min` bytes; with min 0 (size unknown), the largest. */
   take(min: number): ArrayBuffer | undefined {
     let best = -1;
-    this.bufs.forEach((b, i) => {
-      if (b.byteLength < min || best >= 0 && (min > 0 ? b.byteLength >= this.bufs[best]!.byteLength : b.byteLength <= this.bufs[best]!.byteLength)) return;
-      best = i;
-    });
+    for (let i = 0; i < this.bufs.length; i++) {
+      const n = this.bufs[i]!.byteLength;
+      if (n < min) continue;
+      if (best < 0 || (min > 0 ? n < this.bufs[best]!.byteLength : n > this.bufs[best]!.byteLength)) best = i;
+    }
     if (best < 0) return undefined;
     const [b] = this.bufs.splice(best, 1);
     this.bytes -= b!.byteLength;

@@ -54,22 +54,20 @@ let pendingBytes = 0;
 let pendingSince = 0;
 /** a fresh start's 'started' waits in pendingOut: flush it at the first safe point */
 let startedQueued = false;
-const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => {
+/** Send the waiting output (and a queued 'started'), then `m` if given, as one message. */
+const send = (m?: NodeEvent, transfer: ArrayBuffer[] = []) => {
   startedQueued = false;
-  if (!pendingOut.length) return parentPort!.postMessage(m, transfer);
-  const batch = [...pendingOut, m];
+  if (!pendingOut.length) {
+    if (m) parentPort!.postMessage(m, transfer);
+    return;
+  }
+  const batch = m ? [...pendingOut, m] : pendingOut;
   pendingOut = [];
   pendingBytes = 0;
   parentPort!.postMessage(batch, transfer);
 };
-const flushOutput = () => {
-  startedQueued = false;
-  if (!pendingOut.length) return;
-  const batch = pendingOut;
-  pendingOut = [];
-  pendingBytes = 0;
-  parentPort!.postMessage(batch);
-};
+const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => send(m, transfer);
+const flushOutput = () => send();
 /** a pre-copied full snapshot of a process about to arrive here (decoded, checksums verified) */
 let prepared: { gpid: number; base: DecodedSnapshot; memory?: WebAssembly.Memory } | undefined;
 /**
