@@ -1,7 +1,9 @@
 import cliProgress from 'cli-progress';
 import { Grid, type JobResult, type ProcView } from '../../runtime-node/grid/coordinator.js';
 import { saveJobRecord, serveControl } from '../../runtime-node/grid/control.js';
+import { DiskModuleCache } from '../../runtime-node/cache.js';
 import { writeAllSync } from '../../runtime-node/run.js';
+import { prepareJob } from '../../vm/index.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../units.js';
 
@@ -23,20 +25,35 @@ export interface GridRunOptions {
   cache?: boolean;
 }
 
-/** Does the module call spawn or fork (then it runs as one root process by default, not as N ranks)? */
-function spawnsChildren(bytes: Uint8Array): boolean {
-  try {
-    return WebAssembly.Module.imports(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>)).some((i) => i.module === 'gridvm' && (i.name === 'spawn' || i.name === 'fork'));
-  } catch {
-    return false;
-  }
+/**
+ * Does the module call spawn or fork (then it runs as one root process by default, not as N ranks)? Asked of the
+ * prepared (instrumented, compiled) job, which prepareJob keeps in memory: the grid's submit reuses it, so the
+ * module is not compiled twice.
+ */
+async function spawnsChildren(bytes: Uint8Array, cache: boolean): Promise<boolean> {
+  const job = await prepareJob(bytes, cache ? { cache: new DiskModuleCache() } : {});
+  return WebAssembly.Module.imports(job.module).some((i) => i.module === 'gridvm' && (i.name === 'spawn' || i.name === 'fork'));
+}
+
+/** Write to fd 1 or 2; once the reader has gone (EPIPE: `gridvm run ... | head`), drop the rest quietly. */
+function sinkTo(fd: 1 | 2): (b: Uint8Array) => void {
+  let closed = false;
+  return (b) => {
+    if (closed) return;
+    try {
+      writeAllSync(fd, b);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+      closed = true;
+    }
+  };
 }
 
 /** `gridvm run --nodes N`: a local grid of N nodes runs the job; returns the CLI exit code. */
 export async function gridRun(o: GridRunOptions): Promise<number> {
   const { readFileSync } = await import('node:fs');
   const bytes = new Uint8Array(readFileSync(o.file));
-  const parts = o.parts ?? (spawnsChildren(bytes) ? 1 : o.nodes);
+  const parts = o.parts ?? ((await spawnsChildren(bytes, o.cache !== false)) ? 1 : o.nodes);
   const grid = await Grid.start({
     nodes: o.nodes, isolate: o.isolate, ...(o.cache === false ? { cache: false } : {}),
     ...(o.checkpointIntervalMs ? { checkpointPolicy: { w: 0.5, minMs: o.checkpointIntervalMs.min, maxMs: o.checkpointIntervalMs.max, initialMs: o.checkpointIntervalMs.min, exportEvery: 2 } } : {}),
@@ -59,7 +76,7 @@ export async function gridRun(o: GridRunOptions): Promise<number> {
       ...(o.priority !== undefined ? { priority: o.priority } : {}),
       ...(o.migrateEveryMs ? { migrateEveryMs: o.migrateEveryMs } : {}),
       ...(o.precopy ? { precopy: true } : {}),
-      stdout: (b) => writeAllSync(1, b), stderr: (b) => writeAllSync(2, b),
+      stdout: sinkTo(1), stderr: sinkTo(2),
     });
     if (process.stderr.isTTY && !o.json && parts > 1) {
       bar = new cliProgress.SingleBar(
