@@ -1,5 +1,6 @@
 import binaryen from 'binaryen';
 import { walkFunction, unknownKinds } from './walk.js';
+import { canCacheBudget, insertCachedChecks, lowerTailCalls } from './budget.js';
 import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
 import { activeDataPages, exportMemory } from './wasmbin.js';
@@ -8,7 +9,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 7;
+export const INSTRUMENT_VERSION = 8;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -56,6 +57,8 @@ export interface InstrumentInfo {
     entryChecks: number;
     /** functions with loops whose checks cannot unwind (leaves: see `gridvm.tick`) */
     leafFunctions: number;
+    /** functions whose checks count down a local copy of the budget (vm/budget.ts) */
+    cachedFunctions?: number;
     grows: number;
     tries: number;
     unknownExpressionKinds: number;
@@ -253,8 +256,12 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     const ref = m.getFunctionByIndex(i);
     const f = binaryen.getFunctionInfo(ref);
     if (f.module) continue;
-    const facts = walkFunction(f.body);
-    funcs.push({ ref, name: f.name, body: f.body, results: f.results });
+    let facts = walkFunction(f.body);
+    if (facts.tailCalls) {
+      if (!lowerTailCalls(m, ref)) throw new InstrumentError(`function ${f.name} uses tail calls (return_call) in code gridvm cannot rewrite; Asyncify does not support tail calls: build without -mtail-call`);
+      facts = walkFunction(binaryen.getFunctionInfo(ref).body);
+    }
+    funcs.push({ ref, name: f.name, body: binaryen.getFunctionInfo(ref).body, results: f.results });
     edges.set(f.name, facts.calls);
     if (facts.indirect) indirectCallers.add(f.name);
     for (const r of facts.refFuncs) addressTaken.add(r);
@@ -289,6 +296,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   const defined = new Set(funcs.map((f) => f.name));
   let entryChecks = 0;
   let leafFunctions = 0;
+  let cachedFunctions = 0;
   // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
   // functions. Both run in time bounded by their own loops, so their checks tick instead of yielding: a due
   // checkpoint waits for such a call to return (their callers can unwind).
@@ -305,6 +313,16 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     if (leaf && loopsByFunc.get(f.name)!.length) leafFunctions++;
     const depths = depthByFunc.get(f.name)!;
     const loopsOf = loopsByFunc.get(f.name)!;
+    if (loopsOf.length && canCacheBudget(f.ref)) {
+      const checks = loopsOf.map((loop, li) => {
+        const tick = leaf || depths[li]! > 0;
+        return { loop, tick, target: tick ? TICK_FN : YIELD_FN };
+      });
+      insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? YIELD_FN : undefined);
+      if (recursive.has(f.name)) entryChecks++;
+      cachedFunctions++;
+      continue;
+    }
     for (let li = 0; li < loopsOf.length; li++) {
       const loop = loopsOf[li]!;
       // Only outermost loops of non-leaves can unwind; nested loops tick. Asyncify then guards a nested loop as one
@@ -361,6 +379,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         entryChecks,
         grows: growsAll.length,
         leafFunctions,
+        cachedFunctions,
         tries,
         unknownExpressionKinds: [...unknownKinds.values()].reduce((a, c) => a + c, 0),
         renamedAsyncifyExports: renamed,

@@ -19,6 +19,8 @@ export interface WalkFacts {
   indirect: boolean;
   refFuncs: Set<string>;
   tries: number;
+  /** return_call / return_call_indirect expressions (Asyncify cannot handle them: see lowerTailCalls) */
+  tailCalls: number;
 }
 
 type Info = Record<string, unknown> & { id: number };
@@ -29,11 +31,14 @@ const b = binaryen as unknown as Record<string, number> & typeof binaryen;
 const SINGLE: Record<number, string[]> = {};
 /** child fields (arrays of expressions) per expression id */
 const MULTI: Record<number, string[]> = {};
+/** the binaryen.js class name per expression id (its setters: `set<Field>`, `set<Element>At`) */
+const KIND: Record<number, string> = {};
 function kinds(name: string, single: string[], multi: string[] = []): void {
   const id = b[`${name}Id`];
   if (typeof id !== 'number') return;
   SINGLE[id] = single;
   MULTI[id] = multi;
+  KIND[id] = name;
 }
 kinds('Block', [], ['children']);
 kinds('If', ['condition', 'ifTrue', 'ifFalse']);
@@ -102,7 +107,7 @@ const TRY = b.TryId;
 export const unknownKinds = new Map<number, number>();
 
 export function walkFunction(body: number): WalkFacts {
-  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0 };
+  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0, tailCalls: 0 };
   if (!body) return facts;
   const stack: number[] = [body];
   const depths: number[] = [0];
@@ -129,9 +134,11 @@ export function walkFunction(body: number): WalkFacts {
     else if (id === GROW) facts.grows.push(expr);
     else if (id === CALL) {
       facts.calls.add(info.target as string);
+      if (info.isReturn) facts.tailCalls++;
       if (depth > 0) facts.loopCalls = true;
     } else if (id === CALL_INDIRECT || id === CALL_REF) {
       facts.indirect = true;
+      if (info.isReturn) facts.tailCalls++;
       if (depth > 0) facts.loopCalls = true;
     }
     else if (id === REF_FUNC) facts.refFuncs.add(info.func as string);
@@ -161,4 +168,48 @@ export function walkFunction(body: number): WalkFacts {
     while (depths.length < stack.length) depths.push(childDepth);
   }
   return facts;
+}
+
+
+/** One child position of an expression: the child, and how to put another expression there. */
+export interface ChildSlot {
+  child: number;
+  set(replacement: number): void;
+}
+
+/** the per-element setter of an array field: `children` -> setChildAt, `operands` -> setOperandAt, ... */
+const AT: Record<string, string> = { children: 'setChildAt', operands: 'setOperandAt', catchBodies: 'setCatchBodyAt' };
+
+/**
+ * The children of an expression with a setter for each, or undefined when the kind is one this walker does not know
+ * (a transform must then leave the function alone).
+ */
+export function childSlots(expr: number): ChildSlot[] | undefined {
+  const id = binaryen.getExpressionId(expr);
+  const single = SINGLE[id];
+  const kind = KIND[id];
+  if (single === undefined || kind === undefined) return undefined;
+  const multi = MULTI[id]!;
+  if (!single.length && !multi.length) return [];
+  const cls = (binaryen as unknown as Record<string, Record<string, (...a: number[]) => void>>)[kind];
+  if (!cls) return undefined;
+  const info = binaryen.getExpressionInfo(expr) as unknown as Info;
+  const out: ChildSlot[] = [];
+  for (const f of single) {
+    const c = info[f];
+    if (typeof c !== 'number' || !c) continue;
+    const setter = cls[`set${f[0]!.toUpperCase()}${f.slice(1)}`];
+    if (!setter) return undefined;
+    out.push({ child: c, set: (r) => setter(expr, r) });
+  }
+  for (const f of multi) {
+    const arr = info[f] as number[] | undefined;
+    if (!arr) continue;
+    const setter = cls[AT[f] ?? ''];
+    if (!setter) return undefined;
+    arr.forEach((c, i) => {
+      if (c) out.push({ child: c, set: (r) => setter(expr, i, r) });
+    });
+  }
+  return out;
 }

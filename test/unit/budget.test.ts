@@ -1,0 +1,161 @@
+// Budget checks with the budget held in a local (vm/budget.ts): loops with results, early returns from inside a
+// loop, calls and call_indirect in loops, a loop left only by a branch, recursion with loops and a tail call, all
+// through Asyncify. The instrumented module must compute what the original computes, and its fuel must not depend
+// on where it was stopped: not on the slice size, not on checkpoints taken at every slice, not on being suspended
+// and resumed in fresh Machines.
+import binaryen from 'binaryen';
+import { describe, expect, it } from 'vitest';
+import { ProcExit, Process } from '../../kernel/index.js';
+import { createNodePlatform } from '../../runtime-node/platform.js';
+import { instrument, prepareJob, type CompiledJob, type YieldAction } from '../../vm/index.js';
+import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
+
+const MODULE = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (type $un (func (param i64) (result i64)))
+  (memory (export "memory") 1)
+  (table 2 funcref)
+  (elem (i32.const 0) $inc $mix)
+  (global $calls (mut i32) (i32.const 0))
+  (func $inc (param $x i64) (result i64)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i64.add (local.get $x) (i64.const 3)))
+  (func $mix (param $x i64) (result i64)
+    (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005)) (i64.const 1442695040888963407)))
+  ;; a loop with a result, a direct call and a call_indirect in it, and a return from inside it
+  (func $sum (param $n i32) (result i64)
+    (local $i i32) (local $s i64)
+    (loop $l (result i64)
+      (local.set $s (i64.add (local.get $s) (call $inc (i64.extend_i32_u (local.get $i)))))
+      (local.set $s (call_indirect (type $un) (local.get $s) (i32.and (local.get $i) (i32.const 1))))
+      (if (i32.eq (local.get $i) (i32.const 77777)) (then (return (i64.xor (local.get $s) (i64.const 0x5555)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n)))
+      (local.get $s)))
+  ;; a loop that never falls through (left by a branch), with a nested loop, and a call_indirect
+  (func $spin (param $n i32) (result i32)
+    (local $i i32) (local $h i32) (local $j i32)
+    (block $out
+      (loop $l
+        (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 31)) (local.get $i)))
+        (local.set $j (i32.const 0))
+        (loop $inner
+          (local.set $h (i32.xor (local.get $h) (i32.shl (local.get $j) (i32.const 3))))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br_if $inner (i32.lt_u (local.get $j) (i32.const 5))))
+        (local.set $h (i32.wrap_i64 (call_indirect (type $un) (i64.extend_i32_u (local.get $h)) (i32.const 0))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+        (br $l)))
+    (local.get $h))
+  ;; recursion with a loop (an entry check on the cached budget)
+  (func $rec (param $d i32) (result i64)
+    (local $i i32) (local $s i64)
+    (if (i32.eqz (local.get $d)) (then (return (i64.const 1))))
+    (loop $l
+      (local.set $s (i64.add (local.get $s) (call $rec (i32.sub (local.get $d) (i32.const 1)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 3))))
+    (i64.add (local.get $s) (i64.extend_i32_u (local.get $d))))
+  ;; a self tail call after a loop
+  (func $tail (param $k i32) (param $acc i64) (result i64)
+    (local $j i32)
+    (loop $l
+      (local.set $acc (call $mix (local.get $acc)))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $j) (i32.const 2))))
+    (if (result i64) (i32.eqz (local.get $k))
+      (then (local.get $acc))
+      (else (return_call $tail (i32.sub (local.get $k) (i32.const 1)) (i64.add (local.get $acc) (i64.extend_i32_u (local.get $k)))))))
+  (func $print (param $v i64)
+    (i64.store (i32.const 16) (local.get $v))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (call $print (call $sum (i32.const 100000)))
+    (call $print (i64.extend_i32_u (call $spin (i32.const 300000))))
+    (call $print (call $rec (i32.const 9)))
+    (call $print (call $tail (i32.const 2000) (i64.const 0)))
+    (call $print (i64.extend_i32_u (global.get $calls)))))`;
+
+function wat(text: string): Uint8Array {
+  const m = binaryen.parseText(text);
+  try {
+    m.setFeatures(binaryen.Features.MVP | binaryen.Features.TailCall | binaryen.Features.MutableGlobals);
+    if (!m.validate()) throw new Error('the test module does not validate');
+    return m.emitBinary();
+  } finally {
+    m.dispose();
+  }
+}
+
+/** The original module's stdout, run directly on the kernel (no instrumentation). */
+function reference(bytes: Uint8Array): Uint8Array {
+  const out: Uint8Array[] = [];
+  const p = new Process({ args: ['t'], env: [], mounts: [], platform: createNodePlatform(), stdout: (b) => out.push(b.slice()), stderr() {} });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), p.imports({ yield() {}, tick() {}, memory_limit() {} }));
+  p.setMemory(inst.exports.memory as WebAssembly.Memory);
+  try {
+    (inst.exports._start as () => void)();
+  } catch (e) {
+    if (!(e instanceof ProcExit)) throw e;
+  }
+  return Buffer.concat(out);
+}
+
+function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAction): { stdout: Uint8Array; fuel: number; machines: number; checkpoints: number } {
+  let decisions = 0;
+  const machine = { slice, reenterAt: [], ...(policy ? { policy: () => policy(++decisions) } : {}) };
+  let vm = new TestVm(job, { machine });
+  const outs: Uint8Array[][] = [vm.out];
+  let machines = 1;
+  let checkpoints = 0;
+  for (;;) {
+    const o = vm.machine.run();
+    checkpoints += vm.machine.checkpoints;
+    if (o.kind === 'suspended') {
+      vm = new TestVm(job, { machine }, roundTrip(ownSnapshot(o.snapshot)));
+      outs.push(vm.out);
+      machines++;
+      continue;
+    }
+    expect(o.kind === 'trap' ? o.trap.message : o.kind).toBe('exit');
+    return { stdout: Buffer.concat(outs.flat()), fuel: vm.machine.fuelUsed, machines, checkpoints };
+  }
+}
+
+describe('budget checks on a local copy of the budget', () => {
+  const original = wat(MODULE);
+  const expected = reference(original);
+
+  it('instruments every function with loops that way', () => {
+    const { info } = instrument(original);
+    // $sum, $spin, $rec, $tail (and not the loop-free ones)
+    expect(info.stats.cachedFunctions).toBe(4);
+    expect(info.stats.entryChecks).toBeGreaterThanOrEqual(2); // $rec and $tail recurse
+    expect(expected.length).toBe(40);
+  });
+
+  it('computes what the original computes, with the same fuel for any slice, checkpoints at every slice, or suspensions', async () => {
+    const job = await prepareJob(original);
+    const plain = runVm(job, 200_000);
+    expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(plain.fuel).toBeGreaterThan(400_000);
+    for (const slice of [1, 7, 333, 10_007]) {
+      const r = runVm(job, slice);
+      expect(Buffer.from(r.stdout).equals(Buffer.from(expected)), `slice ${slice}`).toBe(true);
+      expect(r.fuel, `slice ${slice}`).toBe(plain.fuel);
+    }
+    // unwind and rewind in place at every slice end (the yield sites in loops, at entries, and after ticks)
+    const ck = runVm(job, 997, () => 'checkpoint');
+    expect(ck.checkpoints).toBeGreaterThan(300);
+    expect(Buffer.from(ck.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(ck.fuel).toBe(plain.fuel);
+    // suspended every 7th slice and continued in a fresh Machine from the encoded snapshot
+    const moved = runVm(job, 1009, (n) => (n % 7 === 0 ? 'suspend' : 'continue'));
+    expect(moved.machines).toBeGreaterThan(40);
+    expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(moved.fuel).toBe(plain.fuel);
+  });
+});

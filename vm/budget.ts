@@ -1,0 +1,258 @@
+import binaryen from 'binaryen';
+import { childSlots, type ChildSlot } from './walk.js';
+import { BUDGET_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
+
+/**
+ * Budget checks with the budget held in a local (a register, once V8 compiles it), the way wasmtime keeps fuel in a
+ * variable between calls: the function loads the budget global on entry, its loop checks count down the local, and
+ * the local is written back before every call and return and re-read after every call. A check in a hot loop is
+ * then `sub; compare; branch` on registers instead of a global read-modify-write plus a second global read (the tick
+ * floor).
+ *
+ * The budget global is exact wherever the host can look at it: a call to `gridvm.yield`/`tick`, any import (exit,
+ * a blocking grid call) and the function's return all see every unit counted so far. Fuel therefore stays exact and
+ * deterministic; only a trap can leave the units counted since the function's last call or entry unreported.
+ *
+ * Under Asyncify the extra locals are saved and restored like any other; on a rewind the entry loads and write-backs
+ * are skipped and the read after each call picks up the budget the host armed for the new slice.
+ */
+
+const i32 = binaryen.i32;
+const CALL = binaryen.CallId;
+const CALL_INDIRECT = binaryen.CallIndirectId;
+const RETURN = binaryen.ReturnId;
+const X = binaryen as unknown as {
+  _BinaryenFunctionAddVar(f: number, type: number): number;
+  Loop: { getBody(e: number): number; setBody(e: number, body: number): void };
+  Function: { getBody(f: number): number; setBody(f: number, body: number): void; getResults(f: number): number };
+  CallIndirect: { getResults(e: number): number; getTarget(e: number): number; setTarget(e: number, t: number): void; isReturn(e: number): boolean; setReturn(e: number, r: boolean): void; setType(e: number, t: number): void };
+  Call: { getTarget(e: number): string; getNumOperands(e: number): number; getOperandAt(e: number, i: number): number; setOperandAt(e: number, i: number, o: number): void; isReturn(e: number): boolean; setReturn(e: number, r: boolean): void; setType(e: number, t: number): void };
+  Return: { getValue(e: number): number; setValue(e: number, v: number): void };
+};
+/** Kinds that rule a function out: exception handling (a `pop` must stay first in its catch), typed function refs. */
+const REFUSED = new Set([binaryen.TryId, binaryen.PopId, binaryen.CallRefId, binaryen.ThrowId, binaryen.RethrowId,
+  (binaryen as unknown as Record<string, number>).TryTableId, (binaryen as unknown as Record<string, number>).ThrowRefId].filter((x) => typeof x === 'number'));
+/** value types a scratch local can hold (defaultable) */
+const SCRATCH_TYPES = new Set([binaryen.i32, binaryen.i64, binaryen.f32, binaryen.f64, binaryen.v128, binaryen.funcref, binaryen.externref]);
+
+export interface CachedLoopCheck {
+  loop: number;
+  /** the import the check calls when the budget runs out */
+  target: string;
+  /** compare against the tick floor (a ticking check) instead of 0 */
+  tick: boolean;
+}
+
+interface Node {
+  expr: number;
+  slot: ChildSlot;
+}
+
+/** Every expression of a body in post-order (children first), each with the slot it sits in; undefined if refused. */
+function postOrder(body: number, bodySlot: ChildSlot, refused: ReadonlySet<number> = REFUSED): Node[] | undefined {
+  const out: Node[] = [];
+  const stack: Array<{ node: Node; done: boolean }> = [{ node: { expr: body, slot: bodySlot }, done: false }];
+  while (stack.length) {
+    const top = stack.pop()!;
+    if (top.done) {
+      out.push(top.node);
+      continue;
+    }
+    const id = binaryen.getExpressionId(top.node.expr);
+    if (refused.has(id)) return undefined;
+    const slots = childSlots(top.node.expr);
+    if (!slots) return undefined;
+    stack.push({ node: top.node, done: true });
+    for (let i = slots.length - 1; i >= 0; i--) stack.push({ node: { expr: slots[i]!.child, slot: slots[i]! }, done: false });
+  }
+  return out;
+}
+
+/**
+ * Whether a function can hold its budget in a local: every expression kind known to the walker, no exception
+ * handling, no typed function references, a single (or no) result, and scratch-able value types at every call.
+ */
+export function canCacheBudget(fref: binaryen.FunctionRef): boolean {
+  const results = X.Function.getResults(fref);
+  if (results !== binaryen.none && !SCRATCH_TYPES.has(results)) return false;
+  const body = X.Function.getBody(fref);
+  if (!body) return false;
+  const nodes = postOrder(body, { child: body, set() {} });
+  if (!nodes) return false;
+  for (const { expr } of nodes) {
+    const id = binaryen.getExpressionId(expr);
+    if (id !== CALL && id !== CALL_INDIRECT && id !== RETURN) continue;
+    const t = binaryen.getExpressionType(expr);
+    if (t !== binaryen.none && t !== binaryen.unreachable && !SCRATCH_TYPES.has(t)) return false;
+    const last = lastEvaluated(expr);
+    if (last) {
+      const lt = binaryen.getExpressionType(last.child);
+      if (lt !== binaryen.unreachable && !SCRATCH_TYPES.has(lt)) return false;
+    }
+  }
+  return true;
+}
+
+/** the child of a call or return evaluated last (right before control leaves the function), with its slot */
+function lastEvaluated(expr: number): ChildSlot | undefined {
+  const id = binaryen.getExpressionId(expr);
+  if (id === CALL_INDIRECT) {
+    // operands first, then the table index
+    const t = X.CallIndirect.getTarget(expr);
+    return { child: t, set: (r) => X.CallIndirect.setTarget(expr, r) };
+  }
+  if (id === CALL) {
+    const n = X.Call.getNumOperands(expr);
+    if (!n) return undefined;
+    return { child: X.Call.getOperandAt(expr, n - 1), set: (r) => X.Call.setOperandAt(expr, n - 1, r) };
+  }
+  if (id === RETURN) {
+    const v = X.Return.getValue(expr);
+    return v ? { child: v, set: (r) => X.Return.setValue(expr, r) } : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Turn every tail call of a function (`return_call f(args)`) into `return (call f(args))`: Binaryen's Asyncify
+ * refuses tail calls ("not yet supported"). The job computes the same; only a deep chain of tail calls now uses
+ * stack (and may overflow it, reported as a trap). Returns false if the function has kinds the walker cannot rewrite.
+ */
+export function lowerTailCalls(m: binaryen.Module, fref: binaryen.FunctionRef): boolean {
+  const body = X.Function.getBody(fref);
+  const nodes = postOrder(body, { child: body, set: (r) => X.Function.setBody(fref, r) }, new Set());
+  if (!nodes) return false;
+  for (const { expr, slot } of nodes) {
+    const id = binaryen.getExpressionId(expr);
+    if (id === CALL && X.Call.isReturn(expr)) X.Call.setReturn(expr, false);
+    else if (id === CALL_INDIRECT && X.CallIndirect.isReturn(expr)) X.CallIndirect.setReturn(expr, false);
+    else continue;
+    // the call now returns what its callee returns (finalize does not recompute that)
+    const t = id === CALL ? binaryen.getFunctionInfo(m.getFunction(X.Call.getTarget(expr))).results : X.CallIndirect.getResults(expr);
+    (id === CALL ? X.Call : X.CallIndirect).setType(expr, t);
+    slot.set(t === binaryen.none ? m.block(null, [expr, m.return()], binaryen.unreachable) : m.return(expr));
+  }
+  return true;
+}
+
+/**
+ * Insert a function's budget checks with its budget cached in a local (see the file comment). `loops` are the loop
+ * checks; `entry`, if set, is the import an entry check (recursive functions) calls. Call canCacheBudget first.
+ */
+export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: string | undefined): void {
+  const b = X._BinaryenFunctionAddVar(fref, i32);
+  const needFloor = loops.some((l) => l.tick);
+  const f = needFloor ? X._BinaryenFunctionAddVar(fref, i32) : -1;
+  const scratch = new Map<number, number>();
+  const tmp = (t: number): number => {
+    let idx = scratch.get(t);
+    if (idx === undefined) {
+      idx = X._BinaryenFunctionAddVar(fref, t);
+      scratch.set(t, idx);
+    }
+    return idx;
+  };
+  const writeBack = () => m.global.set(BUDGET_GLOBAL, m.local.get(b, i32));
+  const reload = (): number[] => [
+    m.local.set(b, m.global.get(BUDGET_GLOBAL, i32)),
+    ...(needFloor ? [m.local.set(f, m.global.get(TICK_FLOOR_GLOBAL, i32))] : []),
+  ];
+  const check = (target: string, tick: boolean) =>
+    m.block(null, [
+      m.local.set(b, m.i32.sub(m.local.get(b, i32), m.i32.const(1))),
+      m.if(m.i32.lt_s(m.local.get(b, i32), tick ? m.local.get(f, i32) : m.i32.const(0)), m.call(target, [], binaryen.none)),
+    ], binaryen.none);
+
+  // A ticking check calls its (non-suspending) import from inside the loop. A yielding check leaves the loop
+  // instead: `br_if` to a block around it, the yield call after that block, then back to the loop's header (see
+  // yieldOutside). Its loop then holds no call that can unwind, so Asyncify guards it as one piece instead of
+  // instrumenting every iteration: a hot loop in an unwindable function runs as fast as in a leaf.
+  const yieldLoops = new Map<number, { exit: string; retry: string; done: string; target: string }>();
+  for (const l of loops) {
+    const body = X.Loop.getBody(l.loop);
+    if (l.tick) {
+      X.Loop.setBody(l.loop, m.block(null, [check(l.target, true), body], binaryen.getExpressionType(body)));
+      continue;
+    }
+    const n = yieldLoops.size;
+    const labels = { exit: `__gridvm_y${n}`, retry: `__gridvm_r${n}`, done: `__gridvm_d${n}`, target: l.target };
+    yieldLoops.set(l.loop, labels);
+    X.Loop.setBody(l.loop, m.block(null, [
+      m.local.set(b, m.i32.sub(m.local.get(b, i32), m.i32.const(1))),
+      m.br(labels.exit, m.i32.lt_s(m.local.get(b, i32), m.i32.const(0))),
+      body,
+    ], binaryen.getExpressionType(body)));
+  }
+  /** block $done { loop $retry { block $exit { (the loop; br $done) } write-back; call yield; reload; b += 1; br $retry } } */
+  const yieldOutside = (loop: number, l: { exit: string; retry: string; done: string; target: string }): number => {
+    const t = binaryen.getExpressionType(loop);
+    const leave = t === binaryen.unreachable ? loop : t === binaryen.none ? m.block(null, [loop, m.br(l.done)], binaryen.unreachable) : m.br(l.done, 0, loop);
+    const retry = m.loop(l.retry, m.block(null, [
+      m.block(l.exit, [leave], binaryen.none),
+      writeBack(),
+      m.call(l.target, [], binaryen.none),
+      ...reload(),
+      // the header counts this iteration again: give its unit back, so fuel is what the check in the loop gave
+      m.local.set(b, m.i32.add(m.local.get(b, i32), m.i32.const(1))),
+      m.br(l.retry),
+    ], binaryen.unreachable));
+    return m.block(l.done, [retry], t === binaryen.unreachable ? binaryen.auto : t);
+  };
+  const original = X.Function.getBody(fref);
+  const start = m.block(null, [...reload(), ...(entry ? [check(entry, false)] : []), original], binaryen.getExpressionType(original));
+  X.Function.setBody(fref, start);
+
+  const nodes = postOrder(start, { child: start, set: (r) => X.Function.setBody(fref, r) })!;
+  // Put `value` through a scratch local so the write-back runs after it is computed, right before control leaves.
+  const thenWriteBack = (slot: ChildSlot): void => {
+    const t = binaryen.getExpressionType(slot.child);
+    if (t === binaryen.unreachable) return; // control never gets past it
+    if (t === binaryen.none) {
+      slot.set(m.block(null, [slot.child, writeBack()], binaryen.none));
+      return;
+    }
+    const s = tmp(t);
+    slot.set(m.block(null, [m.local.set(s, slot.child), writeBack(), m.local.get(s, t)], t));
+  };
+  for (const { expr, slot } of nodes) {
+    const id = binaryen.getExpressionId(expr);
+    const yl = yieldLoops.get(expr);
+    if (yl) {
+      slot.set(yieldOutside(expr, yl));
+      continue;
+    }
+    if (id === RETURN) {
+      const last = lastEvaluated(expr);
+      if (last) thenWriteBack(last);
+      else slot.set(m.block(null, [writeBack(), expr], binaryen.unreachable));
+      continue;
+    }
+    if (id !== CALL && id !== CALL_INDIRECT) continue;
+    const isReturn = id === CALL ? X.Call.isReturn(expr) : X.CallIndirect.isReturn(expr);
+    const t = binaryen.getExpressionType(expr);
+    const last = lastEvaluated(expr);
+    if (last && binaryen.getExpressionType(last.child) === binaryen.unreachable) continue; // never called
+    if (last) thenWriteBack(last);
+    if (isReturn) {
+      if (!last) slot.set(m.block(null, [writeBack(), expr], binaryen.unreachable));
+      continue;
+    }
+    const pre = last ? [] : [writeBack()];
+    if (t === binaryen.none || t === binaryen.unreachable) {
+      slot.set(m.block(null, [...pre, expr, ...reload()], t === binaryen.none ? binaryen.none : binaryen.unreachable));
+    } else {
+      const s = tmp(t);
+      slot.set(m.block(null, [...pre, m.local.set(s, expr), ...reload(), m.local.get(s, t)], t));
+    }
+  }
+
+  // the fall-through exit
+  const body = X.Function.getBody(fref);
+  const results = X.Function.getResults(fref);
+  if (results === binaryen.none) {
+    X.Function.setBody(fref, m.block(null, [body, writeBack()], binaryen.none));
+  } else if (binaryen.getExpressionType(body) !== binaryen.unreachable) {
+    const s = tmp(results);
+    X.Function.setBody(fref, m.block(null, [m.local.set(s, body), writeBack(), m.local.get(s, results)], results));
+  }
+}
