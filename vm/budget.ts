@@ -137,11 +137,11 @@ export function lowerTailCalls(m: binaryen.Module, fref: binaryen.FunctionRef): 
 
 /**
  * Insert a function's budget checks with its budget cached in a local (see the file comment). `loops` are the loop
- * checks; `entry`, if set, is the import an entry check (recursive functions) calls. Call canCacheBudget first.
+ * checks; `entry`, if set, is the entry check (recursive functions): the import it calls, and whether it ticks. Call canCacheBudget first.
  */
-export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: string | undefined): void {
+export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined): void {
   const b = X._BinaryenFunctionAddVar(fref, i32);
-  const needFloor = loops.some((l) => l.tick);
+  const needFloor = loops.some((l) => l.tick) || !!entry?.tick;
   const f = needFloor ? X._BinaryenFunctionAddVar(fref, i32) : -1;
   const scratch = new Map<number, number>();
   const tmp = (t: number): number => {
@@ -170,16 +170,12 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
   const yieldLoops = new Map<number, { exit: string; retry: string; done: string; target: string }>();
   for (const l of loops) {
     const body = X.Loop.getBody(l.loop);
-    if (l.tick) {
-      X.Loop.setBody(l.loop, m.block(null, [check(l.target, true), body], binaryen.getExpressionType(body)));
-      continue;
-    }
     const n = yieldLoops.size;
     const labels = { exit: `__gridvm_y${n}`, retry: `__gridvm_r${n}`, done: `__gridvm_d${n}`, target: l.target };
     yieldLoops.set(l.loop, labels);
     X.Loop.setBody(l.loop, m.block(null, [
       m.local.set(b, m.i32.sub(m.local.get(b, i32), m.i32.const(1))),
-      m.br(labels.exit, m.i32.lt_s(m.local.get(b, i32), m.i32.const(0))),
+      m.br(labels.exit, m.i32.lt_s(m.local.get(b, i32), l.tick ? m.local.get(f, i32) : m.i32.const(0))),
       body,
     ], binaryen.getExpressionType(body)));
   }
@@ -199,7 +195,7 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
     return m.block(l.done, [retry], t === binaryen.unreachable ? binaryen.auto : t);
   };
   const original = X.Function.getBody(fref);
-  const start = m.block(null, [...reload(), ...(entry ? [check(entry, false)] : []), original], binaryen.getExpressionType(original));
+  const start = m.block(null, [...reload(), ...(entry ? [check(entry.target, entry.tick)] : []), original], binaryen.getExpressionType(original));
   X.Function.setBody(fref, start);
 
   const nodes = postOrder(start, { child: start, set: (r) => X.Function.setBody(fref, r) })!;

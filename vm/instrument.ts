@@ -1,6 +1,7 @@
 import binaryen from 'binaryen';
 import { walkFunction, unknownKinds } from './walk.js';
 import { canCacheBudget, insertCachedChecks, lowerTailCalls } from './budget.js';
+import { noreturnFunctions } from './noreturn.js';
 import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
 import { activeDataPages, exportMemory } from './wasmbin.js';
@@ -9,10 +10,11 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 8;
+export const INSTRUMENT_VERSION = 9;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
+const NOUNWIND_FN = '__gridvm_nounwind';
 const LIMIT_FN = '__gridvm_memory_limit';
 const GROW_CHECK_FN = '__gridvm_grow_check';
 
@@ -59,6 +61,8 @@ export interface InstrumentInfo {
     leafFunctions: number;
     /** functions whose checks count down a local copy of the budget (vm/budget.ts) */
     cachedFunctions?: number;
+    /** functions that never return, run with unwinding off and left out of Asyncify (see `gridvm.nounwind`) */
+    coldFunctions?: number;
     grows: number;
     tries: number;
     unknownExpressionKinds: number;
@@ -152,10 +156,12 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     exports.set(e.name, e);
   }
   const imports: string[] = [];
+  const noreturnImports: string[] = [];
   const nFuncs = m.getNumFunctions();
   for (let i = 0; i < nFuncs; i++) {
     const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
     if (f.module) imports.push(`${f.module}.${f.base}`);
+    if (f.module === WASI_NS && f.base === 'proc_exit') noreturnImports.push(f.name);
   }
   for (const ns of ['gridvm']) {
     const clash = imports.filter((n) => n.startsWith(`${ns}.`) && !n.startsWith('gridvm.'));
@@ -226,6 +232,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   m.addFunctionImport(YIELD_FN, 'gridvm', 'yield', binaryen.none, binaryen.none);
   m.addFunctionImport(TICK_FN, 'gridvm', 'tick', binaryen.none, binaryen.none);
   m.addFunctionImport(LIMIT_FN, 'gridvm', 'memory_limit', binaryen.i32, binaryen.none);
+  m.addFunctionImport(NOUNWIND_FN, 'gridvm', 'nounwind', binaryen.none, binaryen.none);
   m.addFunction(
     GROW_CHECK_FN,
     binaryen.i32,
@@ -252,6 +259,8 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   const growsAll: number[] = [];
   let loops = 0;
   let tries = 0;
+  let throws = 0;
+  const unknownBefore = [...unknownKinds.values()].reduce((a, c) => a + c, 0);
   for (let i = 0; i < nFuncs; i++) {
     const ref = m.getFunctionByIndex(i);
     const f = binaryen.getFunctionInfo(ref);
@@ -271,6 +280,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     growsAll.push(...facts.grows);
     loops += facts.loops.length;
     tries += facts.tries;
+    throws += facts.throws;
     if (i % 2048 === 0) progress('analyse', i / nFuncs);
   }
   const nSeg = m.getNumElementSegments();
@@ -279,6 +289,21 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     for (const n of seg.data) addressTaken.add(n);
   }
   const recursive = recursiveFunctions(edges, indirectCallers, addressTaken);
+  // the program's main functions, by name, and whatever function `_start` exports (names may be stripped)
+  const mains = new Set([...MAIN_NAMES, exports.get(entry)!.value]);
+
+  // Cold functions: they never return (exit, abort, an AssemblyScript abort handler, a panic) and have no loop of
+  // their own. They sit on the error path of nearly every function, so if they could unwind, Asyncify would
+  // instrument nearly everything. Instead each one starts with `gridvm.nounwind` (from then on the job does not
+  // unwind: it is exiting) and Asyncify is told they do not unwind (asyncify-removelist). Not with exceptions (a
+  // "never returning" throw continues in a catch) nor with expression kinds the walker does not know.
+  const cold = new Set<string>();
+  if (!tries && !throws && [...unknownKinds.values()].reduce((a, c) => a + c, 0) === unknownBefore) {
+    const never = noreturnFunctions(funcs, noreturnImports);
+    for (const f of funcs) {
+      if (never.has(f.name) && !mains.has(f.name) && !loopsByFunc.get(f.name)!.length && asyncifyListName(f.name)) cold.add(f.name);
+    }
+  }
 
   // ---- insert the checks
   progress('preempt', 0);
@@ -300,16 +325,16 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
   // functions. Both run in time bounded by their own loops, so their checks tick instead of yielding: a due
   // checkpoint waits for such a call to return (their callers can unwind).
-  const calleesOf = (n: string) => [...edges.get(n)!].filter((c) => defined.has(c));
+  const calleesOf = (n: string) => [...edges.get(n)!].filter((c) => defined.has(c) && !cold.has(c));
   const height0 = new Set(funcs.filter((f) => !indirectCallers.has(f.name) && calleesOf(f.name).length === 0).map((f) => f.name));
-  const low = new Set([...height0].filter((n) => !MAIN_NAMES.has(n)));
+  const low = new Set([...height0].filter((n) => !mains.has(n)));
   for (const f of funcs) {
-    if (height0.has(f.name) || recursive.has(f.name) || indirectCallers.has(f.name) || MAIN_NAMES.has(f.name)) continue;
+    if (height0.has(f.name) || recursive.has(f.name) || indirectCallers.has(f.name) || mains.has(f.name)) continue;
     if (LOW_NEEDS_CALL_FREE_LOOPS && loopCalls.get(f.name)) continue;
     if (calleesOf(f.name).every((c) => height0.has(c))) low.add(f.name);
   }
   for (const f of funcs) {
-    const leaf = low.has(f.name);
+    const leaf = low.has(f.name) || cold.has(f.name);
     if (leaf && loopsByFunc.get(f.name)!.length) leafFunctions++;
     const depths = depthByFunc.get(f.name)!;
     const loopsOf = loopsByFunc.get(f.name)!;
@@ -318,7 +343,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         const tick = leaf || depths[li]! > 0;
         return { loop, tick, target: tick ? TICK_FN : YIELD_FN };
       });
-      insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? YIELD_FN : undefined);
+      insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined);
       if (recursive.has(f.name)) entryChecks++;
       cachedFunctions++;
       continue;
@@ -333,9 +358,14 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     }
     if (recursive.has(f.name)) {
       const body = X.Function.getBody(f.ref);
-      X.Function.setBody(f.ref, m.block(null, [checkTo(YIELD_FN), body], binaryen.getExpressionType(body)));
+      X.Function.setBody(f.ref, m.block(null, [checkTo(cold.has(f.name) ? TICK_FN : YIELD_FN), body], binaryen.getExpressionType(body)));
       entryChecks++;
     }
+  }
+  for (const f of funcs) {
+    if (!cold.has(f.name)) continue;
+    const body = X.Function.getBody(f.ref);
+    X.Function.setBody(f.ref, m.block(null, [m.call(NOUNWIND_FN, [], binaryen.none), body], binaryen.getExpressionType(body)));
   }
   for (const g of growsAll) {
     const delta = X.MemoryGrow.getDelta(g);
@@ -346,6 +376,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   progress('asyncify', 0);
   binaryen.clearPassArguments();
   binaryen.setPassArgument('asyncify-imports', SUSPENDING_IMPORTS.join(','));
+  if (cold.size) binaryen.setPassArgument('asyncify-removelist', [...cold].join(','));
   const level = opts.optimizeLevel ?? 1;
   binaryen.setOptimizeLevel(level);
   binaryen.setShrinkLevel(0);
@@ -380,10 +411,16 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         grows: growsAll.length,
         leafFunctions,
         cachedFunctions,
+        coldFunctions: cold.size,
         tries,
         unknownExpressionKinds: [...unknownKinds.values()].reduce((a, c) => a + c, 0),
         renamedAsyncifyExports: renamed,
       },
     },
   };
+}
+
+/** Whether Binaryen's Asyncify lists can name this function (comma-separated, no escapes): plain names only. */
+function asyncifyListName(name: string): boolean {
+  return /^[A-Za-z0-9_$.~/:<>#@+\-[\]]+$/.test(name);
 }

@@ -163,6 +163,8 @@ export class Machine {
   private answer: GridResult | undefined;
   /** the rewind stopped at a blocking import, which now runs again and must reach onBlock */
   private resuming = false;
+  /** the job entered a function that never returns (gridvm.nounwind): it is exiting and is not unwound any more */
+  private noUnwind = false;
   checkpoints = 0;
   memoryPeak = 0;
   memoryLimitHit: { requestedPages: number } | undefined;
@@ -174,6 +176,9 @@ export class Machine {
       yield: () => this.onYield(),
       tick: () => this.onTick(),
       memory_limit: (delta: number) => this.onMemoryLimit(delta),
+      nounwind: () => {
+        this.noUnwind = true;
+      },
       block: (call: GridCall) => this.onBlock(call),
     }, facts.used);
     const ns = imports as Record<string, Record<string, HostFn>>;
@@ -429,6 +434,12 @@ export class Machine {
       return;
     }
     this.checkLimits();
+    if (this.noUnwind) {
+      // on its way out (exit, abort, panic) through functions that cannot unwind: limits and kill only
+      this.decide();
+      this.armBudget(this.nextSlice());
+      return;
+    }
     const a = this.pendingAction ?? this.decide();
     this.pendingAction = undefined;
     if (a === 'continue') {
@@ -454,6 +465,9 @@ export class Machine {
    */
   private blockingImport(f: HostFn): HostFn {
     return (...args: unknown[]) => {
+      if (this.noUnwind && this.state !== State.Rewinding) {
+        throw new Trap('trap', 'the job made a blocking grid call (spawn/fork/wait) while exiting (in a function that never returns): not supported');
+      }
       if (this.state !== State.Rewinding) return f(...args);
       const call = this.awaiting;
       if (!call) throw new SnapshotError('the checkpoint\'s call stack ends in a blocking grid call, but the snapshot does not say it is blocked');

@@ -19,6 +19,8 @@ export interface WalkFacts {
   indirect: boolean;
   refFuncs: Set<string>;
   tries: number;
+  /** throw / rethrow expressions */
+  throws: number;
   /** return_call / return_call_indirect expressions (Asyncify cannot handle them: see lowerTailCalls) */
   tailCalls: number;
 }
@@ -103,11 +105,13 @@ const CALL_INDIRECT = b.CallIndirectId;
 const CALL_REF = b.CallRefId;
 const REF_FUNC = b.RefFuncId;
 const TRY = b.TryId;
+const THROW = b.ThrowId;
+const RETHROW = b.RethrowId;
 
 export const unknownKinds = new Map<number, number>();
 
 export function walkFunction(body: number): WalkFacts {
-  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0, tailCalls: 0 };
+  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0, throws: 0, tailCalls: 0 };
   if (!body) return facts;
   const stack: number[] = [body];
   const depths: number[] = [0];
@@ -143,6 +147,7 @@ export function walkFunction(body: number): WalkFacts {
     }
     else if (id === REF_FUNC) facts.refFuncs.add(info.func as string);
     else if (id === TRY) facts.tries++;
+    else if (id === THROW || id === RETHROW) facts.throws++;
     const single = SINGLE[id];
     if (single === undefined) {
       unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);

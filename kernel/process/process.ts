@@ -46,6 +46,8 @@ export interface VmHooks {
   yield(): void;
   tick(): void;
   memory_limit(pages: number): void;
+  /** the job entered a function that never returns: do not unwind it any more (instrumentation version 9+) */
+  nounwind?(): void;
   /** suspends spawn/fork/wait (see BlockHook); without it they fail with NOSYS */
   block?: BlockHook;
 }
@@ -168,7 +170,7 @@ export class Process {
    */
   imports(hooks: VmHooks | Readonly<Record<string, (...a: any[]) => any>>, used?: ReadonlySet<string>): WebAssembly.Imports {
     const h = hooks as VmHooks;
-    const gridvm = Object.assign({ yield: h.yield, tick: h.tick, memory_limit: h.memory_limit }, gridImpls(this, h.block));
+    const gridvm = Object.assign({ yield: h.yield, tick: h.tick, memory_limit: h.memory_limit }, { nounwind: h.nounwind ?? noUnwindHost }, gridImpls(this, h.block));
     return link(SYSCALLS, { wasi_snapshot_preview1: wasiImpls(this), gridvm }, used);
   }
 
@@ -300,4 +302,9 @@ export class Process {
     if (!e.isDir) throw new KernelError(Errno.NOTDIR, `fd ${fd} is not a directory`);
     return e;
   }
+}
+
+/** gridvm.nounwind for hosts that pass plain handlers (an original, uninstrumented module never calls it). */
+function noUnwindHost(): never {
+  throw new Error('gridvm.nounwind: this host runs instrumented jobs without unwinding control; use the vm Machine');
 }

@@ -91,20 +91,22 @@ function wat(text: string): Uint8Array {
 }
 
 /** The original module's stdout, run directly on the kernel (no instrumentation). */
-function reference(bytes: Uint8Array): Uint8Array {
+function reference(bytes: Uint8Array): Uint8Array & { code?: number } {
   const out: Uint8Array[] = [];
   const p = new Process({ args: ['t'], env: [], mounts: [], platform: createNodePlatform(), stdout: (b) => out.push(b.slice()), stderr() {} });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), p.imports({ yield() {}, tick() {}, memory_limit() {} }));
   p.setMemory(inst.exports.memory as WebAssembly.Memory);
+  let code = 0;
   try {
     (inst.exports._start as () => void)();
   } catch (e) {
     if (!(e instanceof ProcExit)) throw e;
+    code = e.code;
   }
-  return Buffer.concat(out);
+  return Object.assign(Buffer.concat(out), { code });
 }
 
-function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAction): { stdout: Uint8Array; fuel: number; machines: number; checkpoints: number } {
+function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAction): { stdout: Uint8Array; fuel: number; machines: number; checkpoints: number; code: number } {
   let decisions = 0;
   const machine = { slice, reenterAt: [], ...(policy ? { policy: () => policy(++decisions) } : {}) };
   let vm = new TestVm(job, { machine });
@@ -121,7 +123,7 @@ function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAct
       continue;
     }
     expect(o.kind === 'trap' ? o.trap.message : o.kind).toBe('exit');
-    return { stdout: Buffer.concat(outs.flat()), fuel: vm.machine.fuelUsed, machines, checkpoints };
+    return { stdout: Buffer.concat(outs.flat()), fuel: vm.machine.fuelUsed, machines, checkpoints, code: o.kind === 'exit' ? o.code : -1 };
   }
 }
 
@@ -155,6 +157,75 @@ describe('budget checks on a local copy of the budget', () => {
     // suspended every 7th slice and continued in a fresh Machine from the encoded snapshot
     const moved = runVm(job, 1009, (n) => (n % 7 === 0 ? 'suspend' : 'continue'));
     expect(moved.machines).toBeGreaterThan(40);
+    expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(moved.fuel).toBe(plain.fuel);
+  });
+});
+
+// Functions that never return (exit, abort, panics) are left out of Asyncify and run with unwinding off: a job that
+// does real work on its way out (here: a loop that would yield) must still finish exactly, whatever is asked of it.
+const EXITING = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (type $v (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (table 1 funcref)
+  (elem (i32.const 0) $work)
+  ;; a loop that can unwind (its function calls through the table, so it is not a leaf)
+  (func $work (param $n i32) (result i32)
+    (local $i i32) (local $h i32)
+    (loop $l
+      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 31)) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (if (i32.eqz (local.get $n)) (then (return (call_indirect (type $v) (i32.const 1) (i32.const 0)))))
+    (local.get $h))
+  (func $print (param $v i32)
+    (i32.store (i32.const 16) (local.get $v))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  ;; never returns: works (the loop above), prints, exits
+  (func $die (param $code i32)
+    (call $print (call $work (i32.const 200000)))
+    (call $proc_exit (local.get $code)))
+  ;; never returns: $die on one path, a trap on the other
+  (func $fatal (param $c i32)
+    (if (local.get $c) (then (call $die (i32.const 3))))
+    (unreachable))
+  ;; returns on one path (a branch out of the block): not cold
+  (func $maybe (param $c i32) (result i32)
+    (block $out
+      (br_if $out (local.get $c))
+      (call $die (i32.const 4)))
+    (i32.const 7))
+  (func (export "_start")
+    (call $print (call $work (i32.const 300000)))
+    (call $print (call $maybe (i32.const 1)))
+    (call $fatal (i32.const 1))))`;
+
+describe('functions that never return', () => {
+  const original = wat(EXITING);
+  const expected = reference(original);
+
+  it('are found ($die, $fatal; not $maybe, which can return) and run with unwinding off: same output and exit code under checkpoints and suspensions', async () => {
+    expect(expected.code).toBe(3);
+    expect(expected.length).toBe(12);
+    const { info } = instrument(original);
+    expect(info.stats.coldFunctions).toBe(2);
+    const job = await prepareJob(original);
+    const plain = runVm(job, 200_000);
+    expect(plain.code).toBe(3);
+    expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
+    // asked to checkpoint at every slice, also while $die's loop runs: it may not unwind there
+    const ck = runVm(job, 101, () => 'checkpoint');
+    expect(ck.code).toBe(3);
+    expect(Buffer.from(ck.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(ck.checkpoints).toBeGreaterThan(50);
+    expect(ck.fuel).toBe(plain.fuel);
+    const moved = runVm(job, 1009, (n) => (n % 3 === 0 ? 'suspend' : 'continue'));
+    expect(moved.code).toBe(3);
+    expect(moved.machines).toBeGreaterThan(20);
     expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
     expect(moved.fuel).toBe(plain.fuel);
   });

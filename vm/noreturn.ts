@@ -1,0 +1,105 @@
+import binaryen from 'binaryen';
+import { childSlots } from './walk.js';
+
+/**
+ * Functions that never return: every path ends in `unreachable` or in a call to a function that never returns
+ * (WASI `proc_exit`, and by induction `_Exit`, `exit`, `abort`, an AssemblyScript abort handler, Rust's panic
+ * functions...). They matter because they sit on the error path of nearly every function (a bounds check calls
+ * abort): if one of them can reach a yield, Asyncify instruments every caller. See instrument.ts for what is done
+ * with them.
+ *
+ * The analysis is syntactic and conservative: a function with a `return` is never in the set, a block that some
+ * branch targets falls through, a conditional branch falls through, and an expression kind the walker does not know
+ * falls through.
+ */
+
+const b = binaryen as unknown as Record<string, number>;
+const UNREACHABLE = b.UnreachableId!;
+const CALL = b.CallId!;
+const BLOCK = b.BlockId!;
+const IF = b.IfId!;
+const LOOP = b.LoopId!;
+const BREAK = b.BreakId!;
+const SWITCH = b.SwitchId!;
+const RETURN = b.ReturnId!;
+
+type Info = Record<string, unknown>;
+
+interface Fn {
+  name: string;
+  body: number;
+}
+
+/** Labels that some branch targets, and whether the body has a return (or the walk met something unknown). */
+function scan(body: number): { targeted: Set<string>; returns: boolean } {
+  const targeted = new Set<string>();
+  let returns = false;
+  const stack = [body];
+  while (stack.length) {
+    const e = stack.pop()!;
+    const id = binaryen.getExpressionId(e);
+    if (id === RETURN) returns = true;
+    else if (id === BREAK) targeted.add((binaryen.getExpressionInfo(e) as unknown as Info).name as string);
+    else if (id === SWITCH) {
+      const i = binaryen.getExpressionInfo(e) as unknown as Info;
+      for (const n of i.names as string[]) targeted.add(n);
+      targeted.add(i.defaultName as string);
+    } else if (id === CALL && (binaryen.getExpressionInfo(e) as unknown as Info).isReturn) returns = true;
+    const slots = childSlots(e);
+    if (!slots) {
+      returns = true; // unknown kind: give up on this function
+      continue;
+    }
+    for (const s of slots) stack.push(s.child);
+  }
+  return { targeted, returns };
+}
+
+/** Whether control may continue after `e` (conservative: true unless it surely does not). */
+function mayFallThrough(e: number, targeted: Set<string>, never: Set<string>, depth = 0): boolean {
+  if (depth > 2000) return true;
+  const id = binaryen.getExpressionId(e);
+  const ft = (c: number) => mayFallThrough(c, targeted, never, depth + 1);
+  if (id === UNREACHABLE) return false;
+  if (id === SWITCH) return false;
+  const info = binaryen.getExpressionInfo(e) as unknown as Info;
+  if (id === BREAK) return !!info.condition && ft(info.condition as number);
+  if (id === BLOCK) {
+    if (info.name && targeted.has(info.name as string)) return true;
+    return (info.children as number[]).every(ft);
+  }
+  if (id === IF) {
+    if (!ft(info.condition as number)) return false;
+    if (!info.ifFalse) return true;
+    return ft(info.ifTrue as number) || ft(info.ifFalse as number);
+  }
+  if (id === LOOP) return ft(info.body as number);
+  const slots = childSlots(e);
+  if (!slots) return true;
+  if (!slots.every((s) => ft(s.child))) return false;
+  if (id === CALL && never.has(info.target as string)) return false;
+  return true;
+}
+
+/**
+ * The defined functions that never return, given the imports that never return (their internal names). Returns a
+ * set of internal names, imports included.
+ */
+export function noreturnFunctions(funcs: readonly Fn[], noreturnImports: Iterable<string>): Set<string> {
+  const never = new Set(noreturnImports);
+  const candidates = funcs
+    .filter((f) => f.body)
+    .map((f) => ({ f, ...scan(f.body) }))
+    .filter((c) => !c.returns);
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const c of candidates) {
+      if (never.has(c.f.name)) continue;
+      if (!mayFallThrough(c.f.body, c.targeted, never)) {
+        never.add(c.f.name);
+        changed = true;
+      }
+    }
+  }
+  return never;
+}
