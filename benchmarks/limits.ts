@@ -3,14 +3,15 @@
 // vm/snapshot.ts, vm/pages.ts, kernel/abi/link.ts); RESULTS.md shows a note only where a target is missed.
 export function LIMITS(what: string, _measured: string): string {
   if (what.startsWith('instrumentation overhead')) {
-    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x) nor the yields themselves (one cheap JS call per ' +
-      '200k budget units). It is the instrumented code: Asyncify is applied to every function that can reach a ' +
-      'preemption point, which is nearly every function (every loop may yield), so every call site gets unwind/rewind ' +
-      'state checks and spills; and every loop iteration (and every entry of a recursive function) does a global ' +
-      'read-modify-write + branch on the budget. Call-heavy code pays most (malloc_churn, recursion, as_gc), tight ' +
-      'leaf loops least (rank, nbody). Needs vm/instrument.ts work: an Asyncify only-list from the call graph, ' +
-      'checks on outer loops only / budget charged per block or per bounded inner loop, and a higher Binaryen ' +
-      'optimisation level after Asyncify (default is 1).';
+    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x) nor the yields (one cheap JS call per 200k budget ' +
+      'units). Loops are cheap now (the budget lives in a local; a loop leaves itself to yield, so Asyncify guards it ' +
+      'as one piece; abort/exit paths are left out of Asyncify): rank, nbody, malloc_churn and as_gc sit at ' +
+      '1.0-1.2x. What remains is deep recursion of tiny functions (recursion: fib, Ackermann, tree walks): every ' +
+      'call pays an entry check on the budget global (a recursive function without loops keeps it in the global) ' +
+      'and Asyncify\'s state checks before and after each call, because any of its frames may have to be unwound ' +
+      '(it is the only place a checkpoint inside the recursion can happen). Binaryen -O2/-O3 after Asyncify ' +
+      'measured no better than -O1. Lower would need a way to unwind without instrumenting frames (JSPI / stack ' +
+      'switching, not in Node 20\'s V8) or fewer yield sites on recursion (e.g. only every n-th call).';
   }
   if (what.startsWith('restore at')) {
     return 'Page faults: a fresh instance gets a fresh Wasm memory, so Machine.restore\'s grow + copy spends most of ' +

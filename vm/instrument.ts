@@ -288,7 +288,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     const seg = binaryen.getElementSegmentInfo(m.getElementSegmentByIndex(i));
     for (const n of seg.data) addressTaken.add(n);
   }
-  const recursive = recursiveFunctions(edges, indirectCallers, addressTaken);
+  const recursiveAll = recursiveFunctions(edges, indirectCallers, addressTaken);
   // the program's main functions, by name, and whatever function `_start` exports (names may be stripped)
   const mains = new Set([...MAIN_NAMES, exports.get(entry)!.value]);
 
@@ -318,6 +318,18 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   // A leaf calls no function of the job (imports only, no indirect calls): its checks call the non-suspending
   // `gridvm.tick`, so Asyncify leaves it alone — hot inner kernels (memcpy, malloc, numeric loops) run unmodified
   // but for the budget. Unwinding happens at the next check in a non-leaf.
+  // Recursion as the job runs it: a cycle through a cold function is entered once, on the way out. Calls to cold
+  // functions count like imports; a cold function on a cycle keeps its (ticking) entry check, for the limits.
+  const recursive = cold.size
+    ? new Set([
+      ...recursiveFunctions(
+        new Map([...edges].map(([k, v]) => [k, new Set([...v].filter((c) => !cold.has(c)))])),
+        indirectCallers,
+        new Set([...addressTaken].filter((n) => !cold.has(n))),
+      ),
+      ...[...cold].filter((c) => recursiveAll.has(c)),
+    ])
+    : recursiveAll;
   const defined = new Set(funcs.map((f) => f.name));
   let entryChecks = 0;
   let leafFunctions = 0;
