@@ -15,17 +15,17 @@ import { PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type Runner
  * snapshot. Bounded; the smallest buffer that fits is taken.
  */
 export class SparePool {
-  private readonly bufs: ArrayBuffer[] = [];
+  private readonly bufs: ArrayBufferLike[] = [];
   private bytes = 0;
   constructor(private readonly maxBytes: number, private readonly maxCount: number) {}
-  give(b: ArrayBuffer): void {
+  give(b: ArrayBufferLike): void {
     if (b.byteLength === 0 || b.byteLength > this.maxBytes) return;
     this.bufs.push(b);
     this.bytes += b.byteLength;
     while (this.bytes > this.maxBytes || this.bufs.length > this.maxCount) this.bytes -= this.bufs.shift()!.byteLength;
   }
   /** The smallest buffer of at least `min` bytes; with min 0 (size unknown), the largest. */
-  take(min: number): ArrayBuffer | undefined {
+  take(min: number): ArrayBufferLike | undefined {
     let best = -1;
     for (let i = 0; i < this.bufs.length; i++) {
       const n = this.bufs[i]!.byteLength;
@@ -275,7 +275,8 @@ export class NodeHost {
     const snap = m.snapshot;
     const transfer: ArrayBuffer[] = [];
     if (snap && !(snap instanceof Uint8Array)) {
-      if (snap.memory.byteLength) transfer.push(snap.memory.buffer as ArrayBuffer);
+      // (shared buffers are shared, not transferred: see rawOf in runner.ts)
+      if (snap.memory.byteLength && snap.memory.buffer instanceof ArrayBuffer) transfer.push(snap.memory.buffer);
     } else if (snap && this.opts.ownsMessages) {
       // a process node's messages were decoded for it alone: hand the bytes over instead of copying them
       transfer.push(snap.buffer as ArrayBuffer);
@@ -285,7 +286,7 @@ export class NodeHost {
       const spare = this.spares.take(snap && !(snap instanceof Uint8Array) ? snap.memory.byteLength : 0);
       if (spare) {
         cmd.spare = spare;
-        transfer.push(spare);
+        if (spare instanceof ArrayBuffer) transfer.push(spare);
       }
     }
     r.worker.postMessage(cmd, transfer);

@@ -29,7 +29,7 @@ export type RunnerCommand =
       resolve?: { value: number; status?: number };
       policy?: CheckpointPolicy;
       /** a used (so already page-faulted) buffer to copy memory into if the process is suspended to a raw snapshot */
-      spare?: ArrayBuffer;
+      spare?: ArrayBufferLike;
     };
 
 /** Runner -> NodeHost only (never forwarded): a local checkpoint that is not exported, kept by the node. */
@@ -42,7 +42,7 @@ export interface LocalCheckpointEvent {
 /** Runner -> NodeHost only (never forwarded): a buffer it no longer needs, for the node's spare pool. */
 export interface RecycleEvent {
   t: 'recycle';
-  buffer: ArrayBuffer;
+  buffer: ArrayBufferLike;
 }
 
 export const PRECOPY_FLAG = 1;

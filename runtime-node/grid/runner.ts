@@ -122,14 +122,21 @@ function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: Delt
 }
 
 /** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
-function rawOf(s: Snapshot, spare: ArrayBuffer | undefined): RawSnapshot {
+function rawOf(s: Snapshot, spare: ArrayBufferLike | undefined): RawSnapshot {
   const len = s.pages * PAGE_SIZE;
   let memory: Uint8Array;
   if (spare && s.memory.buffer === spare) memory = s.memory.subarray(0, len); // captured straight into it
   else if (spare && spare.byteLength >= len) {
     memory = new Uint8Array(spare, 0, len);
     memory.set(s.memory.subarray(0, len));
-  } else memory = s.memory.slice(0, len);
+  } else {
+    // a new spare, shared: it will circulate between runner threads and the node (origin side) for later migrations.
+    // A SharedArrayBuffer is shared, not transferred, so the threads it passes through do not take its size as new
+    // external memory: a transferred 64 MiB ArrayBuffer made V8 run a full GC in the receiving thread (~5-8 ms of
+    // a migration's downtime, twice)
+    memory = new Uint8Array(new SharedArrayBuffer(len));
+    memory.set(s.memory.subarray(0, len));
+  }
   return {
     raw: true, moduleHash: s.moduleHash, pages: s.pages, globals: s.globals, asyncify: s.asyncify, kernel: s.kernel,
     fuelUsed: s.fuelUsed, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, seq: s.seq, memory,
@@ -154,9 +161,9 @@ function rawToFile(s: Snapshot, gpid: number): RawSnapshot {
   };
 }
 
-/** Hand a buffer back to the node's pool of spares (transferred: it leaves this thread). */
-function recycle(buffer: ArrayBuffer | undefined): void {
-  if (buffer && buffer.byteLength > 0) parentPort!.postMessage({ t: 'recycle', buffer } satisfies RecycleEvent, [buffer]);
+/** Hand a buffer back to the node's pool of spares (transferred, or shared: either way it leaves this thread). */
+function recycle(buffer: ArrayBufferLike | undefined): void {
+  if (buffer && buffer.byteLength > 0) parentPort!.postMessage({ t: 'recycle', buffer } satisfies RecycleEvent, buffer instanceof ArrayBuffer ? [buffer] : []);
 }
 
 interface Source {
@@ -305,7 +312,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   let precopyBase: DeltaBase | undefined;
   if (from) machine.restore(from.snap, from.apply);
   // the raw snapshot's memory has been copied into the job: its buffer becomes a spare for a later suspension
-  if (m.snapshot && !(m.snapshot instanceof Uint8Array) && m.snapshot.memory.byteLength) recycle(m.snapshot.memory.buffer as ArrayBuffer);
+  if (m.snapshot && !(m.snapshot instanceof Uint8Array) && m.snapshot.memory.byteLength) recycle(m.snapshot.memory.buffer);
   if (m.resolve) machine.resolveBlocked({ value: BigInt(m.resolve.value), ...(m.resolve.status !== undefined ? { status: m.resolve.status } : {}) });
   // (the NodeHost cleared the control words when it gave this process to the runner)
   const started: NodeEvent = { t: 'started', node, gpid, at: epochNow() };
@@ -343,7 +350,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     if (m.raw === 'memory' && !precopyBase) {
       const raw = rawOf(s, m.spare);
       if (raw.memory.buffer !== m.spare) recycle(m.spare);
-      post({ ...ev, snapshot: raw, delta: false }, [raw.memory.buffer as ArrayBuffer]);
+      post({ ...ev, snapshot: raw, delta: false }, raw.memory.buffer instanceof ArrayBuffer ? [raw.memory.buffer] : []);
     } else if (m.raw === 'file' && !precopyBase) {
       post({ ...ev, snapshot: rawToFile(s, gpid), delta: false });
     } else {
