@@ -112,14 +112,19 @@ describe('guests print the same under gridvm as under node:wasi and natively', (
         ...(c.fs === 'memory' ? { memDirs: [g.dir!] } : {}),
       };
       const grid = await run(g.wasm, opts);
-      const r = await ref;
+      let r = await ref;
       const n = await native;
+      // node:wasi's own timing under a loaded machine can fail a clock check (its nanosleep has returned early): the
+      // reference, not gridvm, gets one more run; its output is in the message if it fails again
+      if (!g.dir && seenRef(r).exit !== g.expectedExit && g.name === 'clocks_random') {
+        r = await runReference(g.wasm, { args: c.args, argv0, env: c.env, stdin: c.stdin });
+      }
 
       // the reference itself ran cleanly (node:wasi did not abort, the job was not killed)
       expect(r.hostStderr, 'node:wasi host errors').toBe('');
       expect(r.timedOut).toBe(false);
       const want: Seen = seenRef(r);
-      expect(want.exit, 'reference exit status').toBe(g.expectedExit);
+      expect(want.exit, `reference exit status (node:wasi's stdout: ${want.stdout.slice(0, 2000)})`).toBe(g.expectedExit);
       if (n) {
         expect(n.timedOut).toBe(false);
         expect(seenNative(n), 'native twin vs node:wasi').toEqual(want);
