@@ -390,14 +390,19 @@ function MIGRATE_LIMIT(isolate: Isolation, precopy: boolean, r: MigrateCaseResul
       'gives no dirty-page tracking (no write protection): getting to 5 ms needs store instrumentation (a dirty bitmap paid ' +
       'on every store) or a safe-point capture that does not copy all of memory.';
   }
-  const path = isolate === 'process'
-    ? 'the memory goes through a file in /dev/shm (written by the source runner, read by the target runner straight into ' +
-      'the job\'s pooled memory), the state through the IPC messages (node → origin → node)'
-    : 'the memory is copied once more into a spare, already-faulted buffer that is transferred (not cloned) runner → ' +
-      'origin → runner, and copied into the target\'s pooled memory';
+  if (isolate === 'process') {
+    return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). No encoding or checksum on this path: ` +
+      'the memory goes through a file in /dev/shm (written by the source runner, read by the target runner straight into ' +
+      "the job's pooled memory), the state through the IPC messages (node → origin → node). What remains is 3 " +
+      "whole-memory copies in sequence (the safe point's copy in Machine.beginUnwind, needed to repair Asyncify's window; " +
+      'the write to /dev/shm; the read into the target memory) plus the IPC hops. Growing the memory to put the window ' +
+      'past its end (no safe-point copy) was tried and measured no better: the grown memory no longer fits the pool, and ' +
+      'refilling the pool competes with the freeze for the 2 cores.';
+  }
   return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). No encoding or checksum on this path: ` +
-    `${path}. What remains is ~3 whole-memory copies in sequence (the safe point's copy of all of memory in ` +
-    "Machine.beginUnwind, needed to repair Asyncify's window; the hand-over copy; the copy into the target memory) plus " +
-    'message hops. Reaching ~1 memcpy needs a shared (SharedArrayBuffer-backed) job memory handed to the target thread ' +
-    'without copying, and a safe-point capture that does not copy all of memory.';
+    "the safe point copies the memory straight into a spare SharedArrayBuffer (shared, not transferred, runner → origin → " +
+    "runner: a transferred 64 MiB ArrayBuffer made V8 run a full GC in each thread it reached), and the target copies " +
+    "it into its pooled memory. What remains is 2 whole-memory copies in sequence plus instantiation, the rewind and " +
+    'the message hops. Reaching ~1 memcpy needs the job memory itself handed to the target thread (a shared ' +
+    "WebAssembly.Memory, which changes the module's memory type and needs cross-origin isolation in browsers).";
 }
