@@ -1,13 +1,14 @@
 // Row 5: start + run of a tiny WASI job in-process, side by side:
 //   run()            runtime-node's run(bytes) with the module cache warm (prepareJob memory-cache hit)
-//   Machine          new Process + new Machine (instantiate) + run(), the compiled job in hand
+//   Machine          new Process + new Machine (instantiate) + run(), the compiled job in hand, its memory from a
+//                    MemoryPool (taken zeroed, given back), as run() and the grid's runners do
 //   original         the uninstrumented module on gridvm's kernel (no Machine)
 //   node:wasi        new WASI + new Instance + start, same compiled module reused
 // Every variant writes the job's stdout/stderr to /dev/null (so all make the same write syscalls).
 import { readFileSync, writeSync } from 'node:fs';
 import { WASI } from 'node:wasi';
 import { Process, ProcExit } from '../kernel/index.js';
-import { createPageEngine, Machine, prepareJob } from '../vm/index.js';
+import { createPageEngine, Machine, MemoryPool, prepareJob } from '../vm/index.js';
 import { run } from '../runtime-node/run.js';
 import { nodePlatform } from '../runtime-node/platform.js';
 import { devNull, guestWasm, log, median, ratio, table, timeIt, timeSync, us, type Section, type TargetCheck } from './lib.js';
@@ -31,8 +32,12 @@ export async function benchStartup(opts: { iters?: number; guests?: string[] } =
       const r = await run(bytes, { name, args: ['a'], env: ['HOME=/'], stdout: sinkFn, stderr: sinkFn });
       if (r.exitCode !== 0) throw new Error(`${name} exited ${r.exitCode}`);
     }, iters, 50);
+    const pool = new MemoryPool();
+    const decl = job.info.memory!;
     const vMachine = timeSync(() => {
-      const o = new Machine(job, mkProc(), { pages, now: () => performance.now() }).run();
+      const m = new Machine(job, mkProc(), { pages, now: () => performance.now(), memory: pool.take(decl.initial, decl, { zeroed: true }) });
+      const o = m.run();
+      pool.give(m.memory);
       if (o.kind !== 'exit' || o.code !== 0) throw new Error(`${name}: ${o.kind}`);
     }, iters, 50);
     const vOrig = timeSync(() => {

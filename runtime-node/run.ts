@@ -7,6 +7,7 @@ import {
   compileInstrumented,
   createPageEngine,
   Machine,
+  MemoryPool,
   prepareJob,
   snapshotFromChain,
   type CompiledJob,
@@ -18,6 +19,13 @@ import {
 import { DiskModuleCache } from './cache.js';
 import { CheckpointWriter, loadChain, resolveCheckpointPath, type CheckpointMeta } from './checkpoints.js';
 import { nodePlatform } from './platform.js';
+
+/**
+ * Memories for fresh starts in this process: creating a WebAssembly.Memory costs ~15-25 µs (V8 reserves its address
+ * space), a large part of a tiny job. A finished job's memory comes back here and is cleared for the next job of the
+ * same size (MemoryPool `zeroed`); bounded so that jobs which grew large do not keep their memory.
+ */
+const freshMemories = new MemoryPool({ maxBytes: 64 * 1024 * 1024, maxCount: 8 });
 
 export type OutputSink = 'inherit' | 'buffer' | 'ignore' | ((bytes: Uint8Array) => void);
 
@@ -253,8 +261,12 @@ async function execute(
     }
     o.onCheckpoint?.({ seq: s.seq, ...(path ? { path } : {}), snapshot: s });
   };
+  // a fresh start of a module that imports its memory (instrumentation v7+) gets a pooled one, zeroed
+  const memDecl = !from && job.info.memory ? job.info.memory : undefined;
+  const pooled = memDecl ? freshMemories.take(memDecl.initial, memDecl, { zeroed: true }) : undefined;
   const machine: Machine = new Machine(job, proc, {
     pages,
+    ...(pooled ? { memory: pooled } : {}),
     now: () => performance.now(),
     ...(o.fuel !== undefined ? { fuel: o.fuel } : {}),
     ...(o.timeoutMs !== undefined ? { timeoutMs: Math.max(0, o.timeoutMs - elapsedBase) } : {}),
@@ -290,6 +302,8 @@ async function execute(
     machine.checkpoints++;
     onCheckpoint(s);
   }
+  // the job is over (its snapshots are copies): its memory serves the next fresh start
+  if (pooled) freshMemories.give(machine.memory);
   const result: RunResult = {
     exitCode: outcome.kind === 'exit' ? outcome.code : null,
     stdout: concat(out),
