@@ -211,7 +211,8 @@ export class Grid {
   /** spare buffers for raw snapshots, shared by this grid's thread nodes */
   private readonly spares = newSparePool();
   /** modules already loaded, by the caller's bytes object (not re-hashed: submitting one module many times is cheap) */
-  private readonly byBytes = new WeakMap<Uint8Array, string>();
+  /** module hash by bytes object: a promise, so that a burst of submits of one module prepares it once */
+  private readonly byBytes = new WeakMap<Uint8Array, Promise<string>>();
   private readonly byPath = new Map<string, { mtimeMs: number; size: number; hash: string }>();
   private nextGpid = 1;
   private nextNode = 1;
@@ -264,7 +265,15 @@ export class Grid {
         hash = await this.loadModule(new Uint8Array(readFileSync(spec.wasm)));
         this.byPath.set(spec.wasm, { mtimeMs: st.mtimeMs, size: st.size, hash });
       }
-    } else hash = this.byBytes.get(spec.wasm) ?? (await this.loadModule(spec.wasm));
+    } else {
+      let p = this.byBytes.get(spec.wasm);
+      if (!p) {
+        p = this.loadModule(spec.wasm);
+        this.byBytes.set(spec.wasm, p);
+        p.catch(() => this.byBytes.delete(spec.wasm as Uint8Array)); // a bad module is refused again next time, not cached
+      }
+      hash = await p;
+    }
     const id = `job-${process.pid.toString(36)}-${(this.nextJob++).toString(36)}`;
     let done!: (r: JobResult) => void;
     const promise = new Promise<JobResult>((r) => (done = r));
@@ -300,7 +309,6 @@ export class Grid {
   private async loadModule(bytes: Uint8Array): Promise<string> {
     const job = await prepareJob(bytes, this.cache ? { cache: this.cache } : {});
     if (!this.modules.has(job.hash)) this.modules.set(job.hash, { bytes: job.bytes, info: job.info });
-    this.byBytes.set(bytes, job.hash);
     return job.hash;
   }
 
