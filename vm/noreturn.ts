@@ -62,6 +62,9 @@ function mayFallThrough(e: number, targeted: Set<string>, never: Set<string>, de
   const ft = (c: number) => mayFallThrough(c, targeted, never, depth + 1);
   if (id === UNREACHABLE) return false;
   if (id === SWITCH) return false;
+  const slots = childSlots(e);
+  if (!slots) return true; // a kind the walker does not know
+  if (id !== BREAK && id !== BLOCK && id !== IF && id !== LOOP && id !== CALL) return slots.every((s) => ft(s.child));
   const info = binaryen.getExpressionInfo(e) as unknown as Info;
   if (id === BREAK) return !!info.condition && ft(info.condition as number);
   if (id === BLOCK) {
@@ -74,11 +77,9 @@ function mayFallThrough(e: number, targeted: Set<string>, never: Set<string>, de
     return ft(info.ifTrue as number) || ft(info.ifFalse as number);
   }
   if (id === LOOP) return ft(info.body as number);
-  const slots = childSlots(e);
-  if (!slots) return true;
+  // a call
   if (!slots.every((s) => ft(s.child))) return false;
-  if (id === CALL && never.has(info.target as string)) return false;
-  return true;
+  return !never.has(info.target as string);
 }
 
 /**

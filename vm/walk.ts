@@ -198,7 +198,12 @@ export function childSlots(expr: number): ChildSlot[] | undefined {
   if (!single.length && !multi.length) return [];
   const cls = (binaryen as unknown as Record<string, Record<string, (...a: number[]) => void>>)[kind];
   if (!cls) return undefined;
-  const info = binaryen.getExpressionInfo(expr) as unknown as Info;
+  let info: Info;
+  try {
+    info = binaryen.getExpressionInfo(expr) as unknown as Info;
+  } catch {
+    return undefined; // binaryen.js has no accessor for this kind
+  }
   const out: ChildSlot[] = [];
   for (const f of single) {
     const c = info[f];
