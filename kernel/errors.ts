@@ -41,6 +41,10 @@ export class Trap extends Error {
 export class ProcExit extends Error {
   override name = 'ProcExit';
   constructor(readonly code: number) {
+    // an exit is not an error: no stack trace to capture (V8 spends microseconds on one, every job ends here)
+    const limit = (Error as { stackTraceLimit?: number }).stackTraceLimit;
+    (Error as { stackTraceLimit?: number }).stackTraceLimit = 0;
     super(`exit code ${code}`);
+    (Error as { stackTraceLimit?: number }).stackTraceLimit = limit;
   }
 }

@@ -24,6 +24,17 @@ function errnoWrap(f: HostFn, arity: number): HostFn {
   }
 }
 
+/** "ns.name" of each entry, made once per table (link runs for every process: a tiny job is ~40 µs in all) */
+const tableKeys = new WeakMap<readonly SyscallEntry[], string[]>();
+function keysOf(table: readonly SyscallEntry[]): string[] {
+  let k = tableKeys.get(table);
+  if (!k) {
+    k = table.map((s) => `${s.ns}.${s.name}`);
+    tableKeys.set(table, k);
+  }
+  return k;
+}
+
 /**
  * Build the import object from the table: every entry must have an implementation in `impls[ns][name]`; with
  * `used` ("ns.name" keys), only the entries the module imports are linked.
@@ -31,9 +42,11 @@ function errnoWrap(f: HostFn, arity: number): HostFn {
  */
 export function link(table: readonly SyscallEntry[], impls: Impls, used?: ReadonlySet<string>): WebAssembly.Imports {
   const out: Record<string, Record<string, WebAssembly.ImportValue>> = {};
-  for (const s of table) {
+  const keys = keysOf(table);
+  for (let i = 0; i < table.length; i++) {
+    const s = table[i]!;
     // a module that imports only some calls gets only those (fewer wrappers to build and to instantiate)
-    if (used && !used.has(`${s.ns}.${s.name}`)) continue;
+    if (used && !used.has(keys[i]!)) continue;
     const f = impls[s.ns]?.[s.name];
     if (typeof f !== 'function') throw new Error(`link: no implementation for ${s.ns}.${s.name} (syscall ${s.id}); supply it in imports()`);
     const wrapped = s.ns === 'wasi_snapshot_preview1' && s.results.length === 1 ? errnoWrap(f, s.params.length) : f;

@@ -100,6 +100,17 @@ describe('args and environ', () => {
 });
 
 describe('clocks, random, proc', () => {
+  it('ProcExit carries its code and no stack trace, and leaves stack traces of other errors as they were', () => {
+    const limit = Error.stackTraceLimit;
+    const e = new ProcExit(7);
+    expect(e).toBeInstanceOf(Error);
+    expect(e.code).toBe(7);
+    expect(e.message).toBe('exit code 7');
+    expect(e.stack ?? '').not.toMatch(/\n\s+at /);
+    expect(Error.stackTraceLimit).toBe(limit);
+    expect(new Error('x').stack).toMatch(/\n\s+at /);
+  });
+
   it('clock_time_get returns realtime near Date.now and a non-decreasing monotonic clock', () => {
     const g = new Guest();
     const out = g.alloc(8);
