@@ -163,24 +163,24 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
       m.if(m.i32.lt_s(m.local.get(b, i32), tick ? m.local.get(f, i32) : m.i32.const(0)), m.call(target, [], binaryen.none)),
     ], binaryen.none);
 
-  // A ticking check calls its (non-suspending) import from inside the loop. A yielding check leaves the loop
-  // instead: `br_if` to a block around it, the yield call after that block, then back to the loop's header (see
-  // yieldOutside). Its loop then holds no call that can unwind, so Asyncify guards it as one piece instead of
-  // instrumenting every iteration: a hot loop in an unwindable function runs as fast as in a leaf.
-  const yieldLoops = new Map<number, { exit: string; retry: string; done: string; target: string }>();
+  // A loop's check does not call from inside the loop: it leaves it (`br_if` to a block around it), calls the
+  // import after that block, then goes back to the loop's header (see callOutside). The loop then holds no call that
+  // can unwind, so Asyncify guards it as one piece instead of instrumenting every iteration, and V8 keeps its values
+  // in registers (a ticking check's call inside the loop measured slower too).
+  const checkedLoops = new Map<number, { exit: string; retry: string; done: string; target: string }>();
   for (const l of loops) {
     const body = X.Loop.getBody(l.loop);
-    const n = yieldLoops.size;
+    const n = checkedLoops.size;
     const labels = { exit: `__gridvm_y${n}`, retry: `__gridvm_r${n}`, done: `__gridvm_d${n}`, target: l.target };
-    yieldLoops.set(l.loop, labels);
+    checkedLoops.set(l.loop, labels);
     X.Loop.setBody(l.loop, m.block(null, [
       m.local.set(b, m.i32.sub(m.local.get(b, i32), m.i32.const(1))),
       m.br(labels.exit, m.i32.lt_s(m.local.get(b, i32), l.tick ? m.local.get(f, i32) : m.i32.const(0))),
       body,
     ], binaryen.getExpressionType(body)));
   }
-  /** block $done { loop $retry { block $exit { (the loop; br $done) } write-back; call yield; reload; b += 1; br $retry } } */
-  const yieldOutside = (loop: number, l: { exit: string; retry: string; done: string; target: string }): number => {
+  /** block $done { loop $retry { block $exit { (the loop; br $done) } write-back; call the import; reload; b += 1; br $retry } } */
+  const callOutside = (loop: number, l: { exit: string; retry: string; done: string; target: string }): number => {
     const t = binaryen.getExpressionType(loop);
     const leave = t === binaryen.unreachable ? loop : t === binaryen.none ? m.block(null, [loop, m.br(l.done)], binaryen.unreachable) : m.br(l.done, 0, loop);
     const retry = m.loop(l.retry, m.block(null, [
@@ -212,9 +212,9 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
   };
   for (const { expr, slot } of nodes) {
     const id = binaryen.getExpressionId(expr);
-    const yl = yieldLoops.get(expr);
-    if (yl) {
-      slot.set(yieldOutside(expr, yl));
+    const checked = checkedLoops.get(expr);
+    if (checked) {
+      slot.set(callOutside(expr, checked));
       continue;
     }
     if (id === RETURN) {

@@ -260,7 +260,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   let loops = 0;
   let tries = 0;
   let throws = 0;
-  const unknownBefore = [...unknownKinds.values()].reduce((a, c) => a + c, 0);
+  const unknownBefore = unknownTotal();
   for (let i = 0; i < nFuncs; i++) {
     const ref = m.getFunctionByIndex(i);
     const f = binaryen.getFunctionInfo(ref);
@@ -298,7 +298,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   // unwind: it is exiting) and Asyncify is told they do not unwind (asyncify-removelist). Not with exceptions (a
   // "never returning" throw continues in a catch) nor with expression kinds the walker does not know.
   const cold = new Set<string>();
-  if (!tries && !throws && [...unknownKinds.values()].reduce((a, c) => a + c, 0) === unknownBefore) {
+  if (!tries && !throws && unknownTotal() === unknownBefore) {
     const never = noreturnFunctions(funcs, noreturnImports);
     for (const f of funcs) {
       if (never.has(f.name) && !mains.has(f.name) && !loopsByFunc.get(f.name)!.length && asyncifyListName(f.name)) cold.add(f.name);
@@ -425,11 +425,16 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         cachedFunctions,
         coldFunctions: cold.size,
         tries,
-        unknownExpressionKinds: [...unknownKinds.values()].reduce((a, c) => a + c, 0),
+        unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,
       },
     },
   };
+}
+
+/** Expressions of kinds the walker does not know, met so far in this process (walk.ts counts them). */
+function unknownTotal(): number {
+  return [...unknownKinds.values()].reduce((a, c) => a + c, 0);
 }
 
 /** Whether Binaryen's Asyncify lists can name this function (comma-separated, no escapes): plain names only. */
