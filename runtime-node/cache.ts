@@ -12,7 +12,7 @@ export function defaultCacheDir(): string {
 }
 
 /** The modules whose code decides what instrumentation produces (under ../vm/). */
-const INSTRUMENTER_FILES = ['instrument', 'budget', 'noreturn', 'walk', 'callgraph', 'namesection', 'wasmbin'];
+const INSTRUMENTER_FILES = ['instrument', 'budget', 'noreturn', 'walk', 'callgraph', 'namesection', 'wasmbin', 'dirty'];
 let instrumenterId: string | undefined;
 
 /**

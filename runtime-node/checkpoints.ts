@@ -65,11 +65,12 @@ export class CheckpointWriter {
     const path = join(this.dir, file);
     writeAtomic(path, encoded.chunks);
     writeAtomic(join(this.dir, LATEST), [new TextEncoder().encode(file + '\n')]);
-    this.sinceFull = useDelta ? this.sinceFull + 1 : 0;
+    const isDelta = encoded.header.kind === 'delta';
+    this.sinceFull = isDelta ? this.sinceFull + 1 : 0;
     this.base = encoded.base;
     this.written++;
     this.bytesWritten += encoded.size;
-    if (this.opts.keep && !useDelta) this.prune(file);
+    if (this.opts.keep && !isDelta) this.prune(file);
     return { path, encoded };
   }
 

@@ -6,8 +6,9 @@ import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
 import { activeDataPages, exportMemory } from './wasmbin.js';
 import { InstrumentError } from './errors.js';
+import { addDirtyTracking } from './dirty.js';
 import { SYSCALLS } from '../kernel/index.js';
-import { BUDGET_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
+import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
 export const INSTRUMENT_VERSION = 10;
@@ -53,6 +54,11 @@ export interface InstrumentInfo {
    */
   dataPages?: number[];
   entry: string;
+  /**
+   * Instrumented with dirty-page tracking (InstrumentOptions.dirtyPages): the module marks the pages it writes in
+   * a map at the top of its memory (vm/dirty.ts), and runs with one page more than the job sees.
+   */
+  dirtyPages?: boolean;
   stats: {
     functions: number;
     loops: number;
@@ -67,12 +73,20 @@ export interface InstrumentInfo {
     tries: number;
     unknownExpressionKinds: number;
     renamedAsyncifyExports: string[];
+    /** stores (and bulk memory operations) that mark the dirty-page map, with dirty-page tracking */
+    dirtyStores?: number;
   };
 }
 
 export interface InstrumentOptions {
   /** Binaryen optimisation level after Asyncify (default 1: -O2 inlines, which loses function names from trap stacks and measured no faster). */
   optimizeLevel?: number;
+  /**
+   * Dirty-page tracking (vm/dirty.ts): every store also marks its page, so checkpoints copy and ship only the
+   * pages written since the previous one (delta checkpoints and pre-copy migration in time proportional to what
+   * changed, not to memory size), at the price of the marks on every store. A different module (and module hash).
+   */
+  dirtyPages?: boolean;
   onProgress?: (stage: string, fraction: number) => void;
 }
 
@@ -383,6 +397,13 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     const delta = X.MemoryGrow.getDelta(g);
     X.MemoryGrow.setDelta(g, m.call(GROW_CHECK_FN, [delta], binaryen.i32));
   }
+  let dirtyStores: number | undefined;
+  if (opts.dirtyPages) {
+    progress('dirty', 0);
+    const st = addDirtyTracking(m, funcs, mem.initial);
+    dirtyStores = st.stores + st.bulk;
+    globals.push(DIRTY_BASE_GLOBAL);
+  }
 
   // ---- Asyncify, limited to the suspending imports
   progress('asyncify', 0);
@@ -416,6 +437,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
       },
       dataPages,
       entry,
+      ...(opts.dirtyPages ? { dirtyPages: true } : {}),
       stats: {
         functions: funcs.length,
         loops,
@@ -427,6 +449,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         tries,
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,
+        ...(dirtyStores !== undefined ? { dirtyStores } : {}),
       },
     },
   };

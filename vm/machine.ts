@@ -1,5 +1,5 @@
 import { ProcExit, SYSCALLS, Trap, type GridCall, type GridResult, type HostFn, type Process, type ProcessState } from '../kernel/index.js';
-import { BUDGET_GLOBAL, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
+import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 import type { CompiledJob } from './compiled.js';
 import { LinkError, SnapshotError } from './errors.js';
 import type { PageEngine } from './pages.js';
@@ -57,6 +57,8 @@ export interface MachineOptions {
    * Where a capture copies memory (the snapshot's `memory` is then a view of it): return a buffer of at least
    * `bytes` bytes, or undefined for the page engine's work area (the default; encodeSnapshot hashes it in place).
    * A runner that hands a suspended job's memory to another thread passes a buffer it can transfer, saving a copy.
+   * With dirty-page tracking it is still called when a capture starts, but the capture goes into the Machine's own
+   * copy of memory (updated page by page) and the buffer is not used.
    */
   captureBuffer?: (action: CaptureAction, bytes: number) => Uint8Array | undefined;
   /** receives every checkpoint; the snapshot's memory view is only valid during the call */
@@ -98,7 +100,26 @@ export interface Snapshot {
    * `restore(s)` and `resolveBlocked(answer)`.
    */
   blocked?: GridCall;
+  /**
+   * Set by a Machine running a module with dirty-page tracking: which pages changed at which capture of this
+   * Machine, so that encodeSnapshot can make a delta against an earlier capture of the same Machine without
+   * scanning memory. Valid until the next capture, like `memory`.
+   */
+  tracking?: DirtyTracking;
 }
+
+/** Page-change bookkeeping of one Machine with dirty-page tracking (see Snapshot.tracking). */
+export interface DirtyTracking {
+  /** unique per Machine: captures of different Machines cannot be compared */
+  epoch: string;
+  /** this capture's number within the Machine (from 1) */
+  capture: number;
+  /** for each page, the number of the capture at which it last changed */
+  changedAt: Uint32Array;
+}
+
+let epochCounter = 0;
+const epochPrefix = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 
 export type GlobalValue = number | bigint;
 
@@ -165,6 +186,14 @@ export class Machine {
   private resuming = false;
   /** the job entered a function that never returns (gridvm.nounwind): it is exiting and is not unwound any more */
   private noUnwind = false;
+  /** dirty-page tracking (the module has DIRTY_BASE_GLOBAL): the map's address, and a copy of memory as of the
+   * last capture (its map page zeroed), updated page by page */
+  private readonly dirtyBase: WebAssembly.Global | undefined;
+  private mirror: Uint8Array | undefined;
+  private mirrorPages = 0;
+  private changedAt = new Uint32Array(0);
+  private captureNo = 0;
+  private readonly epoch: string = `${epochPrefix}-${++epochCounter}`;
   checkpoints = 0;
   memoryPeak = 0;
   memoryLimitHit: { requestedPages: number } | undefined;
@@ -219,12 +248,15 @@ export class Machine {
     this.ax = ex as unknown as AsyncifyExports;
     this.globals = job.info.globals.map((n) => ex[n] as WebAssembly.Global);
     this.slice = opts.slice ?? DEFAULT_SLICE;
+    this.dirtyBase = ex[DIRTY_BASE_GLOBAL] as WebAssembly.Global | undefined;
     const limitPages = Math.min(65536, Math.floor((opts.maxMemoryBytes ?? 2 ** 32) / PAGE_SIZE));
-    (ex[MEMLIMIT_GLOBAL] as WebAssembly.Global).value = limitPages;
+    // with dirty-page tracking the map's page comes on top of what the job may use
+    (ex[MEMLIMIT_GLOBAL] as WebAssembly.Global).value = Math.min(65536, limitPages + (this.dirtyBase ? 1 : 0));
     if (this.memory.buffer.byteLength > limitPages * PAGE_SIZE) {
       throw new Trap('memory-limit', `the job's initial memory (${mib(this.memory.buffer.byteLength)}) is larger than the memory limit (${mib(limitPages * PAGE_SIZE)})`);
     }
     proc.setMemory(this.memory);
+    if (this.dirtyBase) proc.memory.onWrite = (ptr, len) => this.markHostWrite(ptr, len);
     this.memoryPeak = this.memory.buffer.byteLength;
     this.armBudget(0);
   }
@@ -263,6 +295,7 @@ export class Machine {
     this.awaiting = s.blocked;
     this.answer = undefined;
     this.restored = true;
+    this.mirrorPages = 0;
   }
 
   /** The grid call the job is blocked in (after a 'blocked' outcome or restoring a blocked snapshot), if any. */
@@ -289,6 +322,12 @@ export class Machine {
     const decl = this.memoryDecl;
     if (!this.started && !this.restored && this.opts.memory && decl && memoryPages(this.memory) !== decl.initial) {
       throw new RangeError(`a fresh start needs a memory of exactly ${decl.initial} pages (the module's initial size); MachineOptions.memory has ${memoryPages(this.memory)}`);
+    }
+    if (!this.started && !this.restored && this.dirtyBase) {
+      // a fresh start: the dirty-page map's page goes on top of the job's memory
+      const pages = memoryPages(this.memory);
+      this.memory.grow(1);
+      this.dirtyBase.value = pages * PAGE_SIZE;
     }
     this.started = true;
     this.runStart = this.opts.now();
@@ -520,9 +559,16 @@ export class Machine {
    */
   private beginUnwind(action: CaptureAction, blocked?: GridCall): void {
     const mem = new Uint8Array(this.memory.buffer);
-    const own = this.opts.captureBuffer?.(action, mem.length);
-    const area = own && own.length >= mem.length ? own : this.opts.pages.area(mem.length);
-    area.set(mem);
+    let area: Uint8Array;
+    if (this.dirtyBase) {
+      // told, for its timing, but the capture goes into the Machine's own copy
+      this.opts.captureBuffer?.(action, mem.length);
+      area = this.captureDirty(mem);
+    } else {
+      const own = this.opts.captureBuffer?.(action, mem.length);
+      area = own && own.length >= mem.length ? own : this.opts.pages.area(mem.length);
+      area.set(mem);
+    }
     const fuelUsed = this.fuelUsed;
     this.capture = {
       moduleHash: this.job.hash,
@@ -537,6 +583,7 @@ export class Machine {
       stderrBytes: this.proc.stderrBytes,
       seq: action === 'continue' ? this.seq : ++this.seq,
       ...(blocked ? { blocked } : {}),
+      ...(this.dirtyBase ? { tracking: { epoch: this.epoch, capture: this.captureNo, changedAt: this.changedAt.subarray(0, mem.length / PAGE_SIZE) } } : {}),
     };
     const dv = new DataView(this.memory.buffer);
     dv.setUint32(0, 8, true);
@@ -544,6 +591,69 @@ export class Machine {
     this.action = action;
     this.state = State.Unwinding;
     this.ax.asyncify_start_unwind(0);
+  }
+
+  /**
+   * Dirty-page tracking: bring the mirror up to date with the pages the map says were written since the last
+   * capture (all of memory the first time, or after a restore), clear the map, and return the mirror.
+   */
+  private captureDirty(mem: Uint8Array): Uint8Array {
+    const bytes = mem.length;
+    const n = bytes / PAGE_SIZE;
+    let mirror = this.mirror;
+    if (mirror && mirror.buffer.byteLength === 0) mirror = undefined; // handed to another thread
+    if (!mirror) this.mirrorPages = 0;
+    if (!mirror || mirror.length < bytes) {
+      const grown = new Uint8Array(bytes);
+      if (mirror && this.mirrorPages) grown.set(mirror.subarray(0, this.mirrorPages * PAGE_SIZE));
+      mirror = grown;
+    }
+    this.mirror = mirror;
+    if (this.changedAt.length < n) {
+      const c = new Uint32Array(n);
+      c.set(this.changedAt);
+      this.changedAt = c;
+    }
+    const changed = this.changedAt;
+    const cap = ++this.captureNo;
+    const base = (this.dirtyBase!.value as number) >>> 0;
+    const map = mem.subarray(base, base + Math.min(n, PAGE_SIZE));
+    const known = this.mirrorPages;
+    if (!known) {
+      mirror.set(mem);
+      changed.fill(cap, 0, n);
+    } else {
+      for (let p = 0; p < n; p++) {
+        const o = p * PAGE_SIZE;
+        if (p >= known || map[p]) {
+          mirror.set(mem.subarray(o, o + PAGE_SIZE), o);
+          changed[p] = cap;
+        } else if (p > 0 && map[p - 1]) {
+          // a store of up to 16 bytes at the end of the page before may have spilled into this one
+          for (let i = 0; i < 16; i++) {
+            if (mem[o + i] !== mirror[o + i]) {
+              mirror.set(mem.subarray(o, o + PAGE_SIZE), o);
+              changed[p] = cap;
+              break;
+            }
+          }
+        }
+      }
+    }
+    // the map's own page is not job state: zero in every snapshot
+    mirror.fill(0, base, base + PAGE_SIZE);
+    map.fill(0);
+    this.mirrorPages = n;
+    return mirror.subarray(0, bytes);
+  }
+
+  /** A write by the kernel (fd_read, random_get, ...) into the job's memory: mark its pages in the dirty map. */
+  private markHostWrite(ptr: number, len: number): void {
+    if (len <= 0) return;
+    const mem = new Uint8Array(this.memory.buffer);
+    const base = (this.dirtyBase!.value as number) >>> 0;
+    const last = ((ptr >>> 0) + len - 1) >>> 16;
+    for (let p = (ptr >>> 0) >>> 16; p <= last; p++) mem[base + p] = 1;
   }
 
   private finishUnwind(): Snapshot {

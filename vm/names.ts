@@ -3,3 +3,5 @@ export const BUDGET_GLOBAL = '__gridvm_budget';
 export const MEMLIMIT_GLOBAL = '__gridvm_mem_limit';
 export const GLOBAL_EXPORT_PREFIX = '__gridvm_g';
 export const TICK_FLOOR_GLOBAL = '__gridvm_tick_floor';
+/** address of the dirty-page map (modules instrumented with dirty-page tracking only: vm/dirty.ts) */
+export const DIRTY_BASE_GLOBAL = '__gridvm_dirty_base';

@@ -67,8 +67,11 @@ export interface DeltaBase {
   id: string;
   file?: string;
   pages: number;
-  /** (lo, hi) u32 pairs per page */
-  hashes: Uint32Array;
+  /** (lo, hi) u32 pairs per page (absent for a delta made from dirty-page tracking, which does not hash) */
+  hashes?: Uint32Array;
+  /** the Machine capture it was made from, with dirty-page tracking: a later capture of the same Machine lists
+   * its changed pages without hashing */
+  tracking?: { epoch: string; capture: number };
 }
 
 export interface Encoded {
@@ -97,9 +100,26 @@ export function readU32List(b: Uint8Array): number[] {
   return out;
 }
 
+/** Whether page p of mem is all zero. */
+function isZeroPage(mem: Uint8Array, p: number): boolean {
+  const o = mem.byteOffset + p * PAGE_SIZE;
+  const w = o % 4 === 0 ? new Int32Array(mem.buffer, o, PAGE_SIZE / 4) : undefined;
+  if (w) {
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
+    return true;
+  }
+  const b = mem.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
 /**
- * Encode a snapshot; with `delta`, only the pages whose hash changed since that base. The snapshot's memory is
- * copied into the engine's work area first unless it already is the area (a live capture).
+ * Encode a snapshot; with `delta`, only the pages that changed since that base. Which pages changed comes from
+ * dirty-page tracking when the snapshot and the base are captures of the same Machine (only those pages are
+ * read), else from page hashes: the snapshot's memory is then copied into the engine's work area (unless it
+ * already is the area, a live capture) and every page is hashed. A delta against a base that has neither (a
+ * tracked delta's base, given to another Machine's snapshot) is encoded as a full snapshot instead: check
+ * `header.kind`.
  */
 export function encodeSnapshot(
   s: Snapshot,
@@ -108,24 +128,41 @@ export function encodeSnapshot(
 ): Encoded {
   const n = s.pages;
   const bytes = n * PAGE_SIZE;
-  const area = engine.area(bytes);
-  if (!(area.buffer === s.memory.buffer && area.byteOffset === s.memory.byteOffset)) area.set(s.memory.subarray(0, bytes));
-  const hashes = new Uint32Array(2 * n);
-  engine.hashPages(n, hashes);
-  const zero = new Uint8Array(n);
-  engine.zeroPages(n, zero);
+  let d = opts.delta;
+  if (d && d.pages > n) throw new SnapshotError('a delta cannot describe a memory that shrank');
+  const t = s.tracking;
+  const tracked = !!(d && t && d.tracking && d.tracking.epoch === t.epoch && d.tracking.capture <= t.capture);
+  if (d && !tracked && !d.hashes) d = undefined;
   const dataPages: number[] = [];
   const zeroPages: number[] = [];
-  const d = opts.delta;
-  if (d && d.pages > n) throw new SnapshotError('a delta cannot describe a memory that shrank');
-  for (let i = 0; i < n; i++) {
-    if (d && i < d.pages && d.hashes[2 * i] === hashes[2 * i] && d.hashes[2 * i + 1] === hashes[2 * i + 1]) continue;
-    if (zero[i]) {
-      if (d) zeroPages.push(i);
-    } else dataPages.push(i);
+  let hashes: Uint32Array | undefined;
+  let src: Uint8Array;
+  if (tracked) {
+    src = s.memory;
+    const since = d!.tracking!.capture;
+    for (let i = 0; i < n; i++) {
+      if (i < d!.pages && t!.changedAt[i]! <= since) continue;
+      if (isZeroPage(src, i)) zeroPages.push(i);
+      else dataPages.push(i);
+    }
+  } else {
+    const area = engine.area(bytes);
+    if (!(area.buffer === s.memory.buffer && area.byteOffset === s.memory.byteOffset)) area.set(s.memory.subarray(0, bytes));
+    src = area;
+    hashes = new Uint32Array(2 * n);
+    engine.hashPages(n, hashes);
+    const zero = new Uint8Array(n);
+    engine.zeroPages(n, zero);
+    const dh = d?.hashes;
+    for (let i = 0; i < n; i++) {
+      if (d && dh && i < d.pages && dh[2 * i] === hashes[2 * i] && dh[2 * i + 1] === hashes[2 * i + 1]) continue;
+      if (zero[i]) {
+        if (d) zeroPages.push(i);
+      } else dataPages.push(i);
+    }
   }
   const data = new Uint8Array(dataPages.length * PAGE_SIZE);
-  dataPages.forEach((p, k) => data.set(area.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), k * PAGE_SIZE));
+  dataPages.forEach((p, k) => data.set(src.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), k * PAGE_SIZE));
   const header: SnapshotHeader = {
     format: SNAPSHOT_FORMAT,
     kind: d ? 'delta' : 'full',
@@ -164,7 +201,13 @@ export function encodeSnapshot(
     chunks: [prefix, hb, data],
     size: PREFIX + hb.length + data.length,
     header,
-    base: { id, ...(opts.file ? { file: opts.file } : {}), pages: n, hashes },
+    base: {
+      id,
+      ...(opts.file ? { file: opts.file } : {}),
+      pages: n,
+      ...(hashes ? { hashes } : {}),
+      ...(t ? { tracking: { epoch: t.epoch, capture: t.capture } } : {}),
+    },
   };
 }
 

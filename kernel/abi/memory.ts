@@ -11,6 +11,11 @@ export class GuestMemory {
   private buf: ArrayBuffer | null = null;
   private dv!: DataView;
   private u8!: Uint8Array;
+  /**
+   * Called with every range the kernel writes into guest memory (set*, write, out, iovecsOut): a VM with dirty-page
+   * tracking marks those pages. Reads (bytes, iovecs) are not reported.
+   */
+  onWrite: ((ptr: number, len: number) => void) | undefined = undefined;
 
   constructor(private memory: WebAssembly.Memory | null = null) {}
 
@@ -61,18 +66,22 @@ export class GuestMemory {
   }
   setU8(ptr: number, v: number): void {
     this.check(ptr, 1);
+    this.onWrite?.(ptr, 1);
     this.u8[ptr >>> 0] = v;
   }
   setU16(ptr: number, v: number): void {
     this.check(ptr, 2);
+    this.onWrite?.(ptr, 2);
     this.dv.setUint16(ptr >>> 0, v, true);
   }
   setU32(ptr: number, v: number): void {
     this.check(ptr, 4);
+    this.onWrite?.(ptr, 4);
     this.dv.setUint32(ptr >>> 0, v >>> 0, true);
   }
   setU64(ptr: number, v: bigint | number): void {
     this.check(ptr, 8);
+    this.onWrite?.(ptr, 8);
     this.dv.setBigUint64(ptr >>> 0, BigInt.asUintN(64, BigInt(v)), true);
   }
 
@@ -99,9 +108,24 @@ export class GuestMemory {
     return out;
   }
 
+  /** A view (no copy) of guest bytes the kernel is about to write. */
+  out(ptr: number, len: number): Uint8Array {
+    const v = this.bytes(ptr, len);
+    this.onWrite?.(ptr, len >>> 0);
+    return v;
+  }
+
+  /** Views of each iovec of an array the kernel writes into (fd_read, fd_pread). */
+  iovecsOut(iovs: number, count: number): Uint8Array[] {
+    const out = this.iovecs(iovs, count);
+    if (this.onWrite) for (const v of out) this.onWrite(v.byteOffset, v.length);
+    return out;
+  }
+
   /** Write bytes at ptr (bounds-checked). */
   write(ptr: number, data: Uint8Array): void {
     this.check(ptr, data.length);
+    this.onWrite?.(ptr, data.length);
     this.u8.set(data, ptr >>> 0);
   }
 }

@@ -33,7 +33,7 @@ export function envImpls(p: Process): Record<string, HostFn> {
     environ_sizes_get: (count: number, size: number) => sizes(p, p.env, count, size),
     clock_res_get: (id: number, out: number) => m.setU64(out, clockRes(p, id)),
     clock_time_get: (id: number, _precision: bigint, out: number) => m.setU64(out, clockTime(p, id)),
-    random_get: (buf: number, len: number) => randomGet(p, m.bytes(buf, len)),
+    random_get: (buf: number, len: number) => randomGet(p, m.out(buf, len)),
     proc_exit: (code: number) => {
       p.exit(code >>> 0);
       throw new ProcExit(code >>> 0);

@@ -10,7 +10,7 @@ import { SIZE } from './constants.js';
 /** Write a 64-byte filestat. */
 export function writeFilestat(m: GuestMemory, ptr: number, s: ops.Filestat): void {
   m.check(ptr, SIZE.FILESTAT);
-  m.bytes(ptr, SIZE.FILESTAT).fill(0);
+  m.out(ptr, SIZE.FILESTAT).fill(0);
   m.setU64(ptr, s.dev);
   m.setU64(ptr + 8, s.ino);
   m.setU8(ptr + 16, s.filetype);
@@ -32,7 +32,7 @@ export function fdImpls(p: Process): Record<string, HostFn> {
     fd_fdstat_get: (fd: number, ptr: number) => {
       const s = ops.fdFdstat(p, fd);
       m.check(ptr, SIZE.FDSTAT);
-      m.bytes(ptr, SIZE.FDSTAT).fill(0);
+      m.out(ptr, SIZE.FDSTAT).fill(0);
       m.setU8(ptr, s.filetype);
       m.setU16(ptr + 2, s.flags);
       m.setU64(ptr + 8, s.rightsBase);
@@ -48,7 +48,7 @@ export function fdImpls(p: Process): Record<string, HostFn> {
     fd_filestat_set_times: (fd: number, atim: bigint, mtim: bigint, fst: number) => ops.fdFilestatSetTimes(p, fd, atim, mtim, fst),
     fd_pread: (fd: number, iovs: number, n: number, offset: bigint, out: number) => {
       m.check(out, 4);
-      m.setU32(out, ops.fdPread(p, fd, m.iovecs(iovs, n), offset));
+      m.setU32(out, ops.fdPread(p, fd, m.iovecsOut(iovs, n), offset));
     },
     fd_pwrite: (fd: number, iovs: number, n: number, offset: bigint, out: number) => {
       m.check(out, 4);
@@ -56,7 +56,7 @@ export function fdImpls(p: Process): Record<string, HostFn> {
     },
     fd_read: (fd: number, iovs: number, n: number, out: number) => {
       m.check(out, 4);
-      m.setU32(out, ops.fdRead(p, fd, m.iovecs(iovs, n)));
+      m.setU32(out, ops.fdRead(p, fd, m.iovecsOut(iovs, n)));
     },
     fd_write: (fd: number, iovs: number, n: number, out: number) => {
       m.check(out, 4);
@@ -81,7 +81,7 @@ export function fdImpls(p: Process): Record<string, HostFn> {
       const start = BigInt.asUintN(64, cookie);
       const header = new Uint8Array(SIZE.DIRENT);
       const hv = new DataView(header.buffer);
-      const dst = m.bytes(buf, len);
+      const dst = m.out(buf, len);
       let used = 0;
       for (let i = start; i < BigInt(entries.length) && used < len; i++) {
         const d = entries[Number(i)]!;

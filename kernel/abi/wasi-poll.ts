@@ -38,7 +38,7 @@ export function pollImpls(p: Process): Record<string, HostFn> {
       const events = pollOneoff(p, readSubscriptions(p, inPtr, n));
       events.forEach((e, i) => {
         const at = outPtr + i * SIZE.EVENT;
-        m.bytes(at, SIZE.EVENT).fill(0);
+        m.out(at, SIZE.EVENT).fill(0);
         m.setU64(at, e.userdata);
         m.setU16(at + 8, e.error);
         m.setU8(at + 10, e.type);

@@ -116,9 +116,9 @@ parentPort!.on('message', (m: RunnerCommand) => {
   }
 });
 
-function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: DeltaBase } {
+function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
   const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}) });
-  return { bytes: concatChunks(e.chunks), base: e.base };
+  return { bytes: concatChunks(e.chunks), base: e.base, delta: e.header.kind === 'delta' };
 }
 
 /** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
@@ -355,8 +355,8 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
       post({ ...ev, snapshot: rawToFile(s, gpid), delta: false });
     } else {
       if (m.raw === 'memory') recycle(m.spare);
-      const { bytes } = encode(s, precopyBase);
-      post({ ...ev, snapshot: bytes, delta: !!precopyBase }, [bytes.buffer as ArrayBuffer]);
+      const { bytes, delta } = encode(s, precopyBase);
+      post({ ...ev, snapshot: bytes, delta }, [bytes.buffer as ArrayBuffer]);
     }
   }
 }
