@@ -168,6 +168,9 @@ async function runCase(path: string, c: { mib: number; isolate: Isolation; preco
     progress({ phase: 'start' });
     const { done } = await grid.submit({
       wasm: new Uint8Array(readFileSync(path)), name: 'memtouch', args: [String(c.mib), '1000000000', String(work)],
+      // pre-copy runs the job with dirty-page tracking, as `gridvm run --precopy` does: the freeze then copies and
+      // ships only the pages written since the pre-copy
+      ...(c.precopy ? { trackDirty: true } : {}),
       stderr: (b) => (stderr += Buffer.from(b).toString()),
     });
     const ended = done.then((r) => {

@@ -16,7 +16,7 @@ export function runInThread(
   onProgress?: (stage: string, fraction: number) => void,
 ): Promise<RunResult> {
   const { instrument, ...rest } = opts;
-  const data: JobWorkerData = { kind, target, opts: { ...rest, ...(instrument ? { instrument: { ...(instrument.optimizeLevel !== undefined ? { optimizeLevel: instrument.optimizeLevel } : {}) } } : {}) } };
+  const data: JobWorkerData = { kind, target, opts: { ...rest, ...(instrument ? { instrument: { ...(instrument.optimizeLevel !== undefined ? { optimizeLevel: instrument.optimizeLevel } : {}), ...(instrument.dirtyPages ? { dirtyPages: true } : {}) } } : {}) } };
   return new Promise((resolve, reject) => {
     const w = startWorker('job-worker', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB }, stdout: false, stderr: false });
     let settled = false;

@@ -56,8 +56,14 @@ export interface JobSpec {
   priority?: number;
   /** migrate each running process of the job to another node at this interval */
   migrateEveryMs?: number;
-  /** migrate with pre-copy */
+  /** migrate with pre-copy (implies trackDirty) */
   precopy?: boolean;
+  /**
+   * Instrument the module with dirty-page tracking (InstrumentOptions.dirtyPages): checkpoints and the freeze of a
+   * pre-copy migration copy and ship only the pages written since the previous capture. Children it spawns from
+   * other modules are instrumented the same way.
+   */
+  trackDirty?: boolean;
   stdout?: Sink;
   stderr?: Sink;
 }
@@ -176,6 +182,8 @@ interface JobRecord {
   rankJob: boolean;
   priority: number;
   precopy: boolean;
+  /** its modules are instrumented with dirty-page tracking */
+  trackDirty: boolean;
 }
 
 interface NodeRecord {
@@ -212,7 +220,7 @@ export class Grid {
   private readonly spares = newSparePool();
   /** modules already loaded, by the caller's bytes object (not re-hashed: submitting one module many times is cheap) */
   /** module hash by bytes object: a promise, so that a burst of submits of one module prepares it once */
-  private readonly byBytes = new WeakMap<Uint8Array, Promise<string>>();
+  private readonly byBytes = [new WeakMap<Uint8Array, Promise<string>>(), new WeakMap<Uint8Array, Promise<string>>()] as const;
   private readonly byPath = new Map<string, { mtimeMs: number; size: number; hash: string }>();
   private nextGpid = 1;
   private nextNode = 1;
@@ -256,21 +264,24 @@ export class Grid {
   /** Submit a job; resolves when every process of it has ended. */
   async submit(spec: JobSpec): Promise<{ id: string; done: Promise<JobResult> }> {
     let hash: string;
+    const trackDirty = !!(spec.trackDirty || spec.precopy);
     if (typeof spec.wasm === 'string') {
       // the same file, unchanged since it was loaded: no read, no hashing
       const st = statSync(spec.wasm);
-      const known = this.byPath.get(spec.wasm);
+      const key = `${trackDirty ? 'dirty:' : ''}${spec.wasm}`;
+      const known = this.byPath.get(key);
       if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) hash = known.hash;
       else {
-        hash = await this.loadModule(new Uint8Array(readFileSync(spec.wasm)));
-        this.byPath.set(spec.wasm, { mtimeMs: st.mtimeMs, size: st.size, hash });
+        hash = await this.loadModule(new Uint8Array(readFileSync(spec.wasm)), trackDirty);
+        this.byPath.set(key, { mtimeMs: st.mtimeMs, size: st.size, hash });
       }
     } else {
-      let p = this.byBytes.get(spec.wasm);
+      const memo = this.byBytes[trackDirty ? 1 : 0];
+      let p = memo.get(spec.wasm);
       if (!p) {
-        p = this.loadModule(spec.wasm);
-        this.byBytes.set(spec.wasm, p);
-        p.catch(() => this.byBytes.delete(spec.wasm as Uint8Array)); // a bad module is refused again next time, not cached
+        p = this.loadModule(spec.wasm, trackDirty);
+        memo.set(spec.wasm, p);
+        p.catch(() => memo.delete(spec.wasm as Uint8Array)); // a bad module is refused again next time, not cached
       }
       hash = await p;
     }
@@ -281,7 +292,7 @@ export class Grid {
     const parts = spec.parts ?? 1;
     const job: JobRecord = {
       id, procs: [], out: new OutputIntegrator(sinks), startedAt: performance.now(), startedIso: new Date().toISOString(),
-      done, promise, rankJob: parts > 1, priority: spec.priority ?? 0, precopy: !!spec.precopy,
+      done, promise, rankJob: parts > 1, priority: spec.priority ?? 0, precopy: !!spec.precopy, trackDirty,
     };
     this.jobs.set(id, job);
     const name = spec.name ?? (typeof spec.wasm === 'string' ? spec.wasm.split('/').pop()! : 'job.wasm');
@@ -306,8 +317,8 @@ export class Grid {
     return { id, done: promise };
   }
 
-  private async loadModule(bytes: Uint8Array): Promise<string> {
-    const job = await prepareJob(bytes, this.cache ? { cache: this.cache } : {});
+  private async loadModule(bytes: Uint8Array, trackDirty: boolean): Promise<string> {
+    const job = await prepareJob(bytes, { ...(this.cache ? { cache: this.cache } : {}), ...(trackDirty ? { instrument: { dirtyPages: true } } : {}) });
     if (!this.modules.has(job.hash)) this.modules.set(job.hash, { bytes: job.bytes, info: job.info });
     return job.hash;
   }
@@ -608,7 +619,7 @@ export class Grid {
       const bytes = this.readGuestFile(rec.spec, call.path);
       if (!bytes) return -Errno.NOENT;
       try {
-        hash = await this.loadModule(bytes);
+        hash = await this.loadModule(bytes, rec.job.trackDirty);
       } catch {
         return -Errno.NOEXEC;
       }

@@ -258,26 +258,32 @@ describe.skipIf(needC)('gridvm CLI', () => {
       expect(text(res.stdout)).toBe(text(r.stdout.subarray(info.stdoutBytes)));
     });
 
-    it('--delta writes delta checkpoints that inspect shows as deltas and that resume byte for byte', async () => {
-      const d = freshDir('delta');
-      const r = await gridvm(['run', '--delta', '--checkpoint-every', '50ms', '--checkpoint-dir', d, guestPath('nbody'), '--', ...LONG]);
-      expect(r.code, show(r)).toBe(0);
-      expect(text(r.stdout)).toBe(text(nbodyRef));
-      expectAllLoad(d);
-      const engine = createPageEngine('auto');
-      const files = ckptFiles(d);
-      const deltas = files.filter((f) => loadChain(join(d, f), engine).at(-1)!.header.kind === 'delta');
-      expect(deltas.length, `${deltas.length} deltas among ${files.length} checkpoints`).toBeGreaterThanOrEqual(Math.min(3, files.length - 1));
-      const delta = join(d, deltas[Math.floor(deltas.length / 2)]!);
-      const [di, dl] = await Promise.all([inspectJson(delta), inspectJson(d)]);
-      expect(di.kind).toBe('delta');
-      expect(di.chainLength).toBeGreaterThan(1);
-      const [rd, rl] = await Promise.all([gridvm(['resume', delta]), gridvm(['resume', d])]);
-      expect(rd.code, show(rd)).toBe(0);
-      expect(rl.code, show(rl)).toBe(0);
-      expect(text(rd.stdout)).toBe(text(nbodyRef.subarray(di.stdoutBytes)));
-      expect(text(rl.stdout)).toBe(text(nbodyRef.subarray(dl.stdoutBytes)));
-    });
+    const memoryPages: Record<string, number> = {};
+    for (const tracked of [false, true]) {
+      it(`--delta${tracked ? ' --track-dirty' : ''} writes delta checkpoints that inspect shows as deltas and that resume byte for byte`, async () => {
+        const d = freshDir(tracked ? 'delta-tracked' : 'delta');
+        const r = await gridvm(['run', '--delta', ...(tracked ? ['--track-dirty'] : []), '--checkpoint-every', '50ms', '--checkpoint-dir', d, guestPath('nbody'), '--', ...LONG]);
+        expect(r.code, show(r)).toBe(0);
+        expect(text(r.stdout)).toBe(text(nbodyRef));
+        expectAllLoad(d);
+        const engine = createPageEngine('auto');
+        const files = ckptFiles(d);
+        const deltas = files.filter((f) => loadChain(join(d, f), engine).at(-1)!.header.kind === 'delta');
+        expect(deltas.length, `${deltas.length} deltas among ${files.length} checkpoints`).toBeGreaterThanOrEqual(Math.min(3, files.length - 1));
+        const delta = join(d, deltas[Math.floor(deltas.length / 2)]!);
+        const [di, dl] = await Promise.all([inspectJson(delta), inspectJson(d)]);
+        expect(di.kind).toBe('delta');
+        expect(di.chainLength).toBeGreaterThan(1);
+        // --track-dirty runs the tracked module: one page more (the dirty-page map), invisible to the job
+        memoryPages[String(tracked)] = di.memoryPages as number;
+        if (tracked && memoryPages.false) expect(di.memoryPages).toBe(memoryPages.false + 1);
+        const [rd, rl] = await Promise.all([gridvm(['resume', delta]), gridvm(['resume', d])]);
+        expect(rd.code, show(rd)).toBe(0);
+        expect(rl.code, show(rl)).toBe(0);
+        expect(text(rd.stdout)).toBe(text(nbodyRef.subarray(di.stdoutBytes)));
+        expect(text(rl.stdout)).toBe(text(nbodyRef.subarray(dl.stdoutBytes)));
+      });
+    }
   });
 
   it('stdin piped into run, and again into resume: the combined output is that of one uninterrupted run', async () => {

@@ -19,6 +19,7 @@ export interface GridRunOptions {
   isolate: 'thread' | 'process';
   migrateEveryMs?: number;
   precopy?: boolean;
+  trackDirty?: boolean;
   priority?: number;
   checkpointIntervalMs?: { min: number; max: number };
   json?: boolean;
@@ -30,8 +31,8 @@ export interface GridRunOptions {
  * prepared (instrumented, compiled) job, which prepareJob keeps in memory: the grid's submit reuses it, so the
  * module is not compiled twice.
  */
-async function spawnsChildren(bytes: Uint8Array, cache: boolean): Promise<boolean> {
-  const job = await prepareJob(bytes, cache ? { cache: new DiskModuleCache() } : {});
+async function spawnsChildren(bytes: Uint8Array, cache: boolean, trackDirty: boolean): Promise<boolean> {
+  const job = await prepareJob(bytes, { ...(cache ? { cache: new DiskModuleCache() } : {}), ...(trackDirty ? { instrument: { dirtyPages: true } } : {}) });
   return WebAssembly.Module.imports(job.module).some((i) => i.module === 'gridvm' && (i.name === 'spawn' || i.name === 'fork'));
 }
 
@@ -53,7 +54,7 @@ function sinkTo(fd: 1 | 2): (b: Uint8Array) => void {
 export async function gridRun(o: GridRunOptions): Promise<number> {
   const { readFileSync } = await import('node:fs');
   const bytes = new Uint8Array(readFileSync(o.file));
-  const parts = o.parts ?? ((await spawnsChildren(bytes, o.cache !== false)) ? 1 : o.nodes);
+  const parts = o.parts ?? ((await spawnsChildren(bytes, o.cache !== false, !!(o.trackDirty || o.precopy))) ? 1 : o.nodes);
   const grid = await Grid.start({
     nodes: o.nodes, isolate: o.isolate, ...(o.cache === false ? { cache: false } : {}),
     ...(o.checkpointIntervalMs ? { checkpointPolicy: { w: 0.5, minMs: o.checkpointIntervalMs.min, maxMs: o.checkpointIntervalMs.max, initialMs: o.checkpointIntervalMs.min, exportEvery: 2 } } : {}),
@@ -76,6 +77,7 @@ export async function gridRun(o: GridRunOptions): Promise<number> {
       ...(o.priority !== undefined ? { priority: o.priority } : {}),
       ...(o.migrateEveryMs ? { migrateEveryMs: o.migrateEveryMs } : {}),
       ...(o.precopy ? { precopy: true } : {}),
+      ...(o.trackDirty ? { trackDirty: true } : {}),
       stdout: sinkTo(1), stderr: sinkTo(2),
     });
     if (process.stderr.isTTY && !o.json && parts > 1) {

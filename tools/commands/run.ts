@@ -22,6 +22,7 @@ interface RunFlags {
   isolate?: string;
   migrateEvery?: string;
   precopy?: boolean;
+  trackDirty?: boolean;
   priority?: string;
   checkpointInterval?: string;
 }
@@ -104,6 +105,7 @@ export function registerRun(program: Command): void {
     .option('--checkpoint-every <DUR>', 'checkpoint the running job at this interval (e.g. 500ms)')
     .option('--checkpoint-dir <DIR>', 'where checkpoints are written', undefined)
     .option('--delta', 'write checkpoints after the first as deltas of the previous one')
+    .option('--track-dirty', 'instrument stores to track written pages: checkpoints and deltas copy only what changed (costs a little on store-heavy code; implied by --precopy)')
     .option('--no-cache', 'do not use the on-disk cache of instrumented modules')
     .option('--json', 'print a JSON summary on stdout after the job (job output still streams)')
     .option('--nodes <N>', 'run on a local grid of N nodes (rank-aware jobs run as N parts, GRIDVM_RANK/GRIDVM_SIZE)')
@@ -135,6 +137,7 @@ export function registerRun(program: Command): void {
           isolate: (f.isolate as 'thread' | 'process' | undefined) ?? 'thread',
           ...(f.migrateEvery ? { migrateEveryMs: parseDuration(f.migrateEvery) } : {}),
           ...(f.precopy ? { precopy: true } : {}),
+          ...(f.trackDirty ? { trackDirty: true } : {}),
           ...(f.priority ? { priority: Number(f.priority) } : {}),
           ...(ci ? { checkpointIntervalMs: ci } : {}),
           ...(f.json ? { json: true } : {}),
@@ -153,6 +156,7 @@ export function registerRun(program: Command): void {
         stderr: 'inherit',
         ...limits(f),
         ...(f.cache === false ? { cache: false } : {}),
+        ...(f.trackDirty ? { instrument: { dirtyPages: true } } : {}),
       }, progress.update);
       progress.stop();
       process.exitCode = finish(r, f.json);
