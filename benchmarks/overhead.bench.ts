@@ -110,6 +110,8 @@ interface Row {
   job: Job;
   orig: number[];
   instr: number[];
+  /** the module instrumented with dirty-page tracking (InstrumentOptions.dirtyPages) */
+  tracked: number[];
   origFirst: number;
   instrFirst: number;
   wasi?: number[];
@@ -134,22 +136,27 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
     const cj = await prepareJob(bytes);
     const a = originalOnKernel(mod, job.name, job.args);
     const b = instrumentedOnKernel(cj, pages, job.name, job.args);
+    const c = instrumentedOnKernel(await prepareJob(bytes, { instrument: { dirtyPages: true } }), pages, job.name, job.args);
     // first (untimed for the ratio) runs: V8 compiles and tiers up here
     const origFirst = (await a.run(1))[0]!;
     const instrFirst = (await b.run(1))[0]!;
+    await c.run(1);
     const orig: number[] = [];
     const instr: number[] = [];
+    const tracked: number[] = [];
     for (let i = 0; i < iters; i++) {
       // interleaved, alternating which goes first, so drift hits both alike
       if (i % 2) {
         instr.push(...(await b.run(1)));
         orig.push(...(await a.run(1)));
+        tracked.push(...(await c.run(1)));
       } else {
+        tracked.push(...(await c.run(1)));
         orig.push(...(await a.run(1)));
         instr.push(...(await b.run(1)));
       }
     }
-    const row: Row = { job, orig, instr, origFirst, instrFirst };
+    const row: Row = { job, orig, instr, tracked, origFirst, instrFirst };
     const w = nodeWasiChild(wasm, job.args, 1, iters);
     if (w.times) {
       row.wasi = w.times;
@@ -158,7 +165,7 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
     const nat = guestNative(job.name);
     if (existsSync(nat)) row.native = nativeRuns(nat, job.args, 1, iters);
     rows.push(row);
-    log(`overhead: ${job.name}: original ${ms(min(orig))} ms, gridvm ${ms(min(instr))} ms (${ratio(min(instr) / min(orig))}), node:wasi ${row.wasi ? ms(min(row.wasi)) : row.wasiError}, native ${row.native ? ms(min(row.native)) : '—'}`);
+    log(`overhead: ${job.name}: original ${ms(min(orig))} ms, gridvm ${ms(min(instr))} ms (${ratio(min(instr) / min(orig))}), tracked ${ms(min(tracked))} ms, node:wasi ${row.wasi ? ms(min(row.wasi)) : row.wasiError}, native ${row.native ? ms(min(row.native)) : '—'}`);
   }
   const startup = existsSync(guestNative('hello')) ? median(nativeRuns(guestNative('hello'), [], 1, 9)) : undefined;
 
@@ -173,12 +180,13 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
       'and native (spawned: includes process start-up' + (startup !== undefined ? `, ~${ms(startup)} ms for a trivial native program` : '') + ').',
     '',
     table(
-      ['job (args)', 'original on kernel ms', 'gridvm ms', '**gridvm / original**', 'node:wasi ms', 'gridvm / node:wasi', 'native ms', 'gridvm / native', 'first run: original / gridvm ms'],
+      ['job (args)', 'original on kernel ms', 'gridvm ms', '**gridvm / original**', 'with dirty-page tracking ms (/ original, / gridvm)', 'node:wasi ms', 'gridvm / node:wasi', 'native ms', 'gridvm / native', 'first run: original / gridvm ms'],
       rows.map((r, i) => [
         `${r.job.name} ${r.job.args.join(' ')}`.trim(),
         `${ms(min(r.orig))} (${ms(median(r.orig))})`,
         `${ms(min(r.instr))} (${ms(median(r.instr))})`,
         `**${ratio(rOrig[i])}** (median ${ratio(rOrigMed[i])})`,
+        `${ms(min(r.tracked))} (${ratio(min(r.tracked) / min(r.orig))}, ${ratio(min(r.tracked) / min(r.instr))})`,
         r.wasi ? `${ms(min(r.wasi))} (${ms(median(r.wasi))})` : r.wasiError ?? '—',
         r.wasi ? ratio(min(r.instr) / min(r.wasi)) : '—',
         r.native ? `${ms(min(r.native))} (${ms(median(r.native))})` : 'no native build',
@@ -191,6 +199,7 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
       ['geomean', 'ratio', 'jobs'],
       [
         ['gridvm / original on kernel (target <= 1.08x)', `**${ratio(gm)}** (medians: ${ratio(geomean(rOrigMed))})`, String(rows.length)],
+        ['with dirty-page tracking / gridvm (the cost of `--track-dirty`, `--precopy`)', ratio(geomean(rows.map((r) => min(r.tracked) / min(r.instr)))), String(rows.length)],
         ['original on kernel / node:wasi (kernel cost)', withWasi.length ? ratio(geomean(withWasi.map((r) => min(r.orig) / min(r.wasi!)))) : '—', String(withWasi.length)],
         ['gridvm / node:wasi', withWasi.length ? ratio(geomean(withWasi.map((r) => min(r.instr) / min(r.wasi!)))) : '—', String(withWasi.length)],
         ['gridvm / native', withNative.length ? ratio(geomean(withNative.map((r) => min(r.instr) / min(r.native!)))) : '—', String(withNative.length)],

@@ -75,6 +75,8 @@ export interface InstrumentInfo {
     renamedAsyncifyExports: string[];
     /** stores (and bulk memory operations) that mark the dirty-page map, with dirty-page tracking */
     dirtyStores?: number;
+    /** stores whose page an earlier store through the same pointer marked (no mark of their own) */
+    dirtySharedMarks?: number;
   };
 }
 
@@ -398,10 +400,12 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     X.MemoryGrow.setDelta(g, m.call(GROW_CHECK_FN, [delta], binaryen.i32));
   }
   let dirtyStores: number | undefined;
+  let dirtyShared: number | undefined;
   if (opts.dirtyPages) {
     progress('dirty', 0);
     const st = addDirtyTracking(m, funcs, mem.initial);
     dirtyStores = st.stores + st.bulk;
+    dirtyShared = st.shared;
     globals.push(DIRTY_BASE_GLOBAL);
   }
 
@@ -449,7 +453,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         tries,
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,
-        ...(dirtyStores !== undefined ? { dirtyStores } : {}),
+        ...(dirtyStores !== undefined ? { dirtyStores, dirtySharedMarks: dirtyShared! } : {}),
       },
     },
   };

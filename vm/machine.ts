@@ -1,5 +1,5 @@
 import { ProcExit, SYSCALLS, Trap, type GridCall, type GridResult, type HostFn, type Process, type ProcessState } from '../kernel/index.js';
-import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
+import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, DIRTY_SPILL, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 import type { CompiledJob } from './compiled.js';
 import { LinkError, SnapshotError } from './errors.js';
 import type { PageEngine } from './pages.js';
@@ -628,15 +628,10 @@ export class Machine {
         if (p >= known || map[p]) {
           mirror.set(mem.subarray(o, o + PAGE_SIZE), o);
           changed[p] = cap;
-        } else if (p > 0 && map[p - 1]) {
-          // a store of up to 16 bytes at the end of the page before may have spilled into this one
-          for (let i = 0; i < 16; i++) {
-            if (mem[o + i] !== mirror[o + i]) {
-              mirror.set(mem.subarray(o, o + PAGE_SIZE), o);
-              changed[p] = cap;
-              break;
-            }
-          }
+        } else if (p > 0 && map[p - 1] && o !== base && !sameBytes(mem, mirror, o, DIRTY_SPILL)) {
+          // a mark covers the start of the next page too (stores at small offsets from a pointer on the page before)
+          mirror.set(mem.subarray(o, o + PAGE_SIZE), o);
+          changed[p] = cap;
         }
       }
     }
@@ -683,6 +678,14 @@ export class Machine {
     this.state = State.Rewinding;
     this.ax.asyncify_start_rewind(0);
   }
+}
+
+/** Whether a and b hold the same `len` bytes at offset o (both views start at a 4-byte aligned address). */
+function sameBytes(a: Uint8Array, b: Uint8Array, o: number, len: number): boolean {
+  const x = new Int32Array(a.buffer, a.byteOffset + o, len >> 2);
+  const y = new Int32Array(b.buffer, b.byteOffset + o, len >> 2);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }
 
 function mib(bytes: number): string {

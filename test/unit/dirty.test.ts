@@ -39,10 +39,21 @@ const MODULE = `(module
   (memory (export "memory") 3)
   (data $seg "gridvm-dirty-seg")
   (global $h (mut i32) (i32.const 7))
+  (type $un (func (param i32) (result i32)))
+  (table 1 funcref)
+  (elem (i32.const 0) $mix)
   (func $mix (param $x i32) (result i32)
     (i32.add (i32.mul (local.get $x) (i32.const 1103515245)) (i32.const 12345)))
+  ;; a loop that can be a safe point (it calls through the table, so it is not a leaf)
+  (func $pause (param $n i32) (result i32)
+    (local $k i32) (local $h i32)
+    (loop $l
+      (local.set $h (call_indirect (type $un) (i32.add (local.get $h) (local.get $k)) (i32.const 0)))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $k) (local.get $n))))
+    (local.get $h))
   (func $step (param $i i32)
-    (local $a i32) (local $r i32)
+    (local $a i32) (local $r i32) (local $b i32)
     (local.set $r (call $mix (local.get $i)))
     (local.set $a (i32.add (i32.const 65536) (i32.mul (i32.rem_u (local.get $i) (i32.const 37)) (i32.const 1024))))
     (i32.store offset=4 (local.get $a) (local.get $r))
@@ -72,6 +83,28 @@ const MODULE = `(module
     (if (i32.ge_u (local.get $i) (i32.const 1500))
       (then (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 97)))
         (then (i64.store (i32.const 327676) (i64.mul (i64.extend_i32_u (local.get $r)) (i64.const 0x100000001)))))))
+    ;; after the grow: stores through one pointer that share a mark, then a call that can be a safe point, so the
+    ;; next store through it must mark again; one at an offset past a mark's reach (page 5); and one through a
+    ;; pointer at the end of page 5 that lands 2000 bytes into page 6, which nothing else writes (the mark's spill)
+    (if (i32.ge_u (local.get $i) (i32.const 1500))
+      (then
+        (local.set $b (i32.add (i32.const 262144) (i32.mul (i32.rem_u (local.get $i) (i32.const 13)) (i32.const 1000))))
+        (i32.store (local.get $b) (local.get $i))
+        (i32.store offset=8 (local.get $b) (local.get $r))
+        (drop (call $pause (i32.const 20)))
+        (i64.store offset=16 (local.get $b) (i64.extend_i32_u (local.get $i)))
+        (i32.store offset=70000 (local.get $b) (local.get $r))
+        (local.set $b (i32.const 393208))
+        (i32.store offset=2000 (local.get $b) (local.get $i))))
+    ;; every 50th step only (so no other store marks these pages before the next checkpoint): a store at the end of
+    ;; page 7, a call that can be a safe point, and a store through the same pointer that lands in page 8. It must
+    ;; mark again: a checkpoint inside the call cleared the first store's mark
+    (if (i32.and (i32.ge_u (local.get $i) (i32.const 1500)) (i32.eq (i32.rem_u (local.get $i) (i32.const 50)) (i32.const 7)))
+      (then
+        (local.set $b (i32.const 524280))
+        (i32.store (local.get $b) (local.get $i))
+        (drop (call $pause (i32.const 20)))
+        (i32.store offset=3000 (local.get $b) (local.get $r))))
     (global.set $h (i32.xor (call $mix (global.get $h)) (local.get $r))))
   (func $print (param $v i32)
     (i32.store (i32.const 16) (local.get $v))
@@ -95,7 +128,7 @@ const MODULE = `(module
     (loop $l
       (call $step (local.get $i))
       (if (i32.eq (local.get $i) (i32.const 1000))
-        (then (call $print (memory.grow (i32.const 3))) (call $print (memory.size))))
+        (then (call $print (memory.grow (i32.const 6))) (call $print (memory.size))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (i32.const 3000))))
     (call $print (global.get $h))
@@ -231,8 +264,11 @@ describe('dirty-page tracking', () => {
     const { info, bytes } = instrument(original, { dirtyPages: true });
     expect(info.dirtyPages).toBe(true);
     expect(info.globals).toContain(DIRTY_BASE_GLOBAL);
-    // 12 stores in $step (a lane store among them), 3 in $print; fill, copy, init in $step and 2 fills in $sum
-    expect(info.stats.dirtyStores).toBe(15 + 5);
+    // 19 stores in $step (a lane store among them), 3 in $print; fill, copy, init in $step and 2 fills in $sum. Of
+    // the stores through $a, the first marks the page and the next 6 share its mark (no call in between); through
+    // $b, the second shares the first's mark, the third follows a call and marks again, the fourth is too far
+    expect(info.stats.dirtyStores! + info.stats.dirtySharedMarks!).toBe(22 + 5);
+    expect(info.stats.dirtySharedMarks).toBe(7);
     expect(WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)).toBe(true);
     const job = await prepareJob(original, { instrument: { dirtyPages: true } });
     const plain = await prepareJob(original);
@@ -241,11 +277,11 @@ describe('dirty-page tracking', () => {
     const o = vm.machine.run();
     expect(o.kind).toBe('exit');
     const out = Buffer.concat(vm.out);
-    // memory.size 3, grow returns 3, then 6: the map's page is invisible
-    expect([...new Uint32Array(out.buffer, out.byteOffset, 3)]).toEqual([3, 3, 6]);
+    // memory.size 3, grow returns 3, then 9: the map's page is invisible
+    expect([...new Uint32Array(out.buffer, out.byteOffset, 3)]).toEqual([3, 3, 9]);
     expect(out.equals(expected)).toBe(true);
     // the real memory has the map on top
-    expect(vm.machine.memory.buffer.byteLength).toBe(7 * PAGE);
+    expect(vm.machine.memory.buffer.byteLength).toBe(10 * PAGE);
   });
 
   it('captures exactly the job memory at every checkpoint from the marks alone, and deltas rebuild it', async () => {
@@ -255,9 +291,9 @@ describe('dirty-page tracking', () => {
     expect(r.checkpoints).toBeGreaterThan(30);
     expect(r.compared).toBe(r.checkpoints);
     expect(r.exact).toBeGreaterThan(20);
-    // the job writes pages 1, 2 and (later) 4, 5 between checkpoints, and page 0 (print): deltas stay small
-    expect(Math.max(...r.deltaPages)).toBeLessThanOrEqual(6);
-    expect(r.pages).toBe(7);
+    // the job writes pages 0 (print), 1, 2 and (later) 3-8 between checkpoints: deltas stay small
+    expect(Math.max(...r.deltaPages)).toBeLessThanOrEqual(10);
+    expect(r.pages).toBe(10);
   });
 
   it('suspended at every few slices and resumed in fresh Machines from encoded snapshots: same output', async () => {
