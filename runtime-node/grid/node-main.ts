@@ -1,8 +1,9 @@
 // Child-process entry of a node started with `--isolate process`: a NodeHost whose Bus is bridged to the
 // coordinator over the IPC channel, every message msgpackr-encoded by the one wire protocol. When the coordinator
 // goes away (the channel closes), the node exits.
-import { decodeMessage, encodeMessage, LocalBus } from '../../kernel/index.js';
+import { LocalBus } from '../../kernel/index.js';
 import { NodeHost } from './node-host.js';
+import { carry, uncarry } from './ipc-carrier.js';
 
 const [id, slotsArg] = process.argv.slice(2);
 if (!id || !process.send) {
@@ -12,12 +13,11 @@ if (!id || !process.send) {
 const bus = new LocalBus();
 bus.subscribe('coord', (m) => {
   // the origin may be gone (closing, or killed): a failed send is not this node's error, the exit below follows
-  if (process.connected) process.send!(encodeMessage(m), undefined, {}, () => {});
+  if (process.connected) process.send!(carry(m, 'origin'), undefined, {}, () => {});
 });
 process.on('message', (raw: unknown) => {
   try {
-    const b = raw instanceof Uint8Array ? raw : new Uint8Array(raw as ArrayBuffer);
-    bus.publish(`node.${id}`, decodeMessage(b));
+    bus.publish(`node.${id}`, uncarry(raw));
   } catch (e) {
     process.stderr.write(`gridvm node ${id}: dropped a bad message: ${(e as Error).message}\n`);
   }

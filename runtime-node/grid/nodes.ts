@@ -4,8 +4,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeMessage, encodeMessage, type Bus } from '../../kernel/index.js';
+import type { Bus } from '../../kernel/index.js';
 import { NodeHost, type SparePool } from './node-host.js';
+import { carry, sweepCarrierFiles, uncarry } from './ipc-carrier.js';
 
 export type Isolation = 'thread' | 'process';
 
@@ -54,18 +55,20 @@ export function startNode(id: string, bus: Bus, isolate: Isolation, slots: numbe
       }),
   };
   const unsubscribe = bus.subscribe(`node.${id}`, (m) => {
-    if (child.connected) child.send(encodeMessage(m), (err) => void err);
+    if (child.connected) child.send(carry(m, id), (err) => void err);
   });
   child.on('message', (raw: unknown) => {
     try {
-      const b = raw instanceof Uint8Array ? raw : new Uint8Array(raw as ArrayBuffer);
-      bus.publish('coord', decodeMessage(b));
+      bus.publish('coord', uncarry(raw));
     } catch (e) {
       process.stderr.write(`gridvm: dropped a bad message from node ${id}: ${(e as Error).message}\n`);
     }
   });
   child.on('exit', (code, signal) => {
     unsubscribe();
+    // big messages it never read, and any it wrote but did not get to send
+    sweepCarrierFiles(process.pid, id);
+    if (child.pid) sweepCarrierFiles(child.pid);
     handle.onExit?.(signal ? `its process was killed by ${signal}` : `its process exited with code ${code}`);
   });
   child.on('error', () => {});
