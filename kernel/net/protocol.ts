@@ -74,15 +74,21 @@ export type NodeCommand =
       raw?: 'memory' | 'file';
       /** the full snapshot `snapshot` is a delta of (a migration with pre-copy) */
       base?: Uint8Array;
+      /** deltas between `base` and `snapshot`, oldest first (later pre-copy rounds) */
+      mids?: Uint8Array[];
       /** `snapshot` is a delta of the base this node was given in `prepare` for this process */
       prepared?: boolean;
       /** the answer to the blocking call the snapshot was taken at */
       resolve?: CallResult;
       policy?: CheckpointPolicy;
     }
-  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill' | 'precopy'; reason?: string }
-  /** pre-copy: load this full snapshot of a running process now, so that its start needs only a delta */
-  | { t: 'prepare'; gpid: Gpid; hash: string; snapshot: Uint8Array }
+  /** 'precopy': a full pre-copy of a running process; 'precopy-delta': another round, a delta of the last one */
+  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill' | 'precopy' | 'precopy-delta'; reason?: string }
+  /**
+   * pre-copy: load this full snapshot of a running process now, so that its start needs only a delta; with `delta`,
+   * a later round: apply it to what was prepared
+   */
+  | { t: 'prepare'; gpid: Gpid; hash: string; snapshot: Uint8Array; delta?: boolean }
   /** forget a prepared process (its migration was abandoned) */
   | { t: 'drop'; gpid: Gpid }
   /** fault injection (tests, chaos drills): end the runner thread of a process abruptly */
@@ -94,8 +100,9 @@ export type NodeEvent =
   | { t: 'heartbeat'; node: string; incarnation: string; running: Gpid[] }
   /** `at`: epoch ms (performance.timeOrigin + performance.now()) just before the process runs again */
   | { t: 'started'; node: string; gpid: Gpid; at: number }
-  /** a full snapshot taken while the process keeps running (pre-copy of a migration) */
-  | { t: 'precopy'; node: string; gpid: Gpid; snapshot: Uint8Array }
+  /** a snapshot taken while the process keeps running (pre-copy of a migration): full, or with `delta` a delta of
+   * the previous pre-copy round */
+  | { t: 'precopy'; node: string; gpid: Gpid; snapshot: Uint8Array; delta?: boolean }
   | { t: 'prepared'; node: string; gpid: Gpid; ok: boolean; message?: string }
   | { t: 'output'; node: string; gpid: Gpid; fd: 1 | 2; offset: number; bytes: Uint8Array }
   | { t: 'checkpoint'; node: string; gpid: Gpid; seq: number; snapshot: Uint8Array; stdoutBytes: number; stderrBytes: number; usage: Usage }

@@ -115,6 +115,8 @@ interface Recovery {
   snapshot?: Uint8Array;
   /** the full snapshot `snapshot` is a delta of */
   base?: Uint8Array;
+  /** deltas between `base` and `snapshot`, oldest first (pre-copy rounds after the first) */
+  mids?: Uint8Array[];
   resolve?: CallResult;
 }
 
@@ -130,6 +132,8 @@ export interface MigrationRecord {
   bytesShipped: number;
   /** bytes shipped by the pre-copy while it still ran */
   precopyBytes: number;
+  /** pre-copy rounds (0 without pre-copy; 2 when the first shipped a large state) */
+  precopyRounds: number;
   /** epoch ms (performance.timeOrigin + performance.now(), comparable across threads and processes) */
   requestedAt: number;
   frozenAt: number;
@@ -144,12 +148,23 @@ interface Migration {
   to: string;
   precopy: boolean;
   phase: 'precopy' | 'preparing' | 'freezing' | 'starting';
+  /** pre-copy rounds shipped so far */
+  rounds: number;
   record: Partial<MigrationRecord> & { gpid: number; from: string; to: string; requestedAt: number; precopy: boolean };
   resolve: (r: MigrationRecord) => void;
   reject: (e: Error) => void;
 }
 
 const epochNow = () => performance.timeOrigin + performance.now();
+
+/**
+ * Pre-copy rounds before a migration freezes: the first ships the whole state, the second the pages written while
+ * the first travelled (a delta, cheap with dirty-page tracking), so the freeze ships only what the second let through.
+ * A second round only after a first of at least PRECOPY_ROUND2_BYTES: a small state travels fast, and the freeze's
+ * delta is small anyway (each round waits for a safe point and makes the migration longer).
+ */
+const PRECOPY_ROUNDS = 2;
+const PRECOPY_ROUND2_BYTES = 8 * 1024 * 1024;
 
 interface ProcRecord {
   view: ProcView;
@@ -160,8 +175,11 @@ interface ProcRecord {
   counters: ProcCounters;
   /** the migration in progress */
   migration?: Migration;
-  /** the last pre-copy of the current run on its node: a suspension there ships a delta of it */
-  precopyBase?: Uint8Array;
+  /**
+   * The pre-copies of the current run on its node, oldest first (a full snapshot, then the deltas of later
+   * rounds): a suspension there ships a delta of the last one
+   */
+  precopyChain?: Uint8Array[];
   /** a raw snapshot (thread nodes) to start from next, used once */
   pendingRaw?: RawSnapshot;
   /** the blocked call being answered, and its snapshot */
@@ -378,7 +396,7 @@ export class Grid {
     this.ensureModule(node, rec.hash);
     rec.view.state = 'starting';
     rec.view.node = node;
-    rec.precopyBase = undefined;
+    rec.precopyChain = undefined;
     rec.view.visited.push(node);
     const raw = rec.pendingRaw;
     rec.pendingRaw = undefined;
@@ -387,7 +405,7 @@ export class Grid {
       t: 'start', gpid: rec.view.gpid, hash: rec.hash, spec: rec.spec, counters: { ...rec.counters },
       raw: isThread ? 'memory' : 'file',
       ...(raw ? { snapshot: raw } : rec.recovery.snapshot ? { snapshot: rec.recovery.snapshot } : {}),
-      ...(!raw && rec.recovery.base && !prepared ? { base: rec.recovery.base } : {}),
+      ...(!raw && rec.recovery.base && !prepared ? { base: rec.recovery.base, ...(rec.recovery.mids?.length ? { mids: rec.recovery.mids } : {}) } : {}),
       ...(!raw && prepared ? { prepared: true } : {}),
       ...(!raw && rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
       policy: this.policyNow(),
@@ -456,7 +474,7 @@ export class Grid {
           const r = mig.record;
           const done: MigrationRecord = {
             gpid: r.gpid, from: r.from, to: r.to, precopy: r.precopy, memoryBytes: r.memoryBytes ?? 0, bytesShipped: r.bytesShipped ?? 0,
-            precopyBytes: r.precopyBytes ?? 0, requestedAt: r.requestedAt, frozenAt: r.frozenAt ?? r.requestedAt, runningAt: e.at,
+            precopyBytes: r.precopyBytes ?? 0, precopyRounds: mig.rounds, requestedAt: r.requestedAt, frozenAt: r.frozenAt ?? r.requestedAt, runningAt: e.at,
             downtimeMs: e.at - (r.frozenAt ?? r.requestedAt), totalMs: e.at - r.requestedAt,
           };
           this.migrationLogs.push(done);
@@ -467,14 +485,20 @@ export class Grid {
       }
       case 'precopy': {
         // the runner's next suspension will be a delta of this snapshot, whatever becomes of the migration
-        rec.precopyBase = e.snapshot;
+        if (e.delta && !rec.precopyChain?.length) {
+          // cannot happen: a later round is only asked for after a first one
+          this.finish(rec, 'failed', 125, { why: 'error', message: 'a pre-copy delta arrived without the pre-copy it is a delta of' });
+          return;
+        }
+        rec.precopyChain = e.delta ? [...rec.precopyChain!, e.snapshot] : [e.snapshot];
         const mig = rec.migration;
         if (!mig || mig.phase !== 'precopy') return;
         if (!this.nodeRecs.get(mig.to)?.alive) return this.abandonMigration(rec, `node ${mig.to} is gone`);
         mig.phase = 'preparing';
-        mig.record.precopyBytes = e.snapshot.length;
+        mig.rounds++;
+        mig.record.precopyBytes = (mig.record.precopyBytes ?? 0) + e.snapshot.length;
         this.ensureModule(mig.to, rec.hash);
-        this.send(mig.to, { t: 'prepare', gpid: rec.view.gpid, hash: rec.hash, snapshot: e.snapshot });
+        this.send(mig.to, { t: 'prepare', gpid: rec.view.gpid, hash: rec.hash, snapshot: e.snapshot, ...(e.delta ? { delta: true } : {}) });
         return;
       }
       case 'output':
@@ -532,6 +556,13 @@ export class Grid {
       this.abandonMigration(rec, `the target could not prepare: ${message ?? 'unknown error'}`);
       return;
     }
+    if (mig.rounds < PRECOPY_ROUNDS && (mig.record.precopyBytes ?? 0) >= PRECOPY_ROUND2_BYTES && rec.view.node) {
+      // another round while the job still runs: the pages it wrote while the last one travelled. The freeze then
+      // ships only what this round itself let through
+      mig.phase = 'precopy';
+      this.send(rec.view.node, { t: 'control', gpid, action: 'precopy-delta' });
+      return;
+    }
     mig.phase = 'freezing';
     this.stop(rec, 'migrating');
   }
@@ -548,7 +579,8 @@ export class Grid {
   private onSuspended(rec: ProcRecord, e: Extract<NodeEvent, { t: 'suspended' }>): void {
     this.usage(rec, e.usage);
     const mig = rec.migration;
-    const base = e.delta ? rec.precopyBase : undefined;
+    const chain = e.delta ? rec.precopyChain : undefined;
+    const base = chain?.[0];
     if (e.delta && !base) {
       // cannot happen: a delta is only made after a pre-copy this origin asked for
       this.finish(rec, 'failed', 125, { why: 'error', message: 'a migration delta arrived without its pre-copy base' });
@@ -556,7 +588,7 @@ export class Grid {
     }
     let shipped: number;
     if (e.snapshot instanceof Uint8Array) {
-      rec.recovery = { snapshot: e.snapshot, ...(base ? { base } : {}) };
+      rec.recovery = { snapshot: e.snapshot, ...(base ? { base, mids: chain!.slice(1) } : {}) };
       shipped = e.snapshot.length;
     } else {
       // a raw snapshot is used once (its memory is transferred on); the recovery point stays the last export
@@ -791,7 +823,7 @@ export class Grid {
     if (from === to) return refuse(`process ${gpid} is already on ${to}`);
     const precopy = !!opts.precopy;
     return new Promise<MigrationRecord>((resolve, reject) => {
-      rec.migration = { to, precopy, phase: precopy ? 'precopy' : 'freezing', record: { gpid, from, to, precopy, requestedAt: epochNow() }, resolve, reject };
+      rec.migration = { to, precopy, phase: precopy ? 'precopy' : 'freezing', rounds: 0, record: { gpid, from, to, precopy, requestedAt: epochNow() }, resolve, reject };
       if (precopy) {
         rec.view.state = 'migrating';
         this.send(from, { t: 'control', gpid, action: 'precopy' });

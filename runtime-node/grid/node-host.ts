@@ -7,7 +7,7 @@ import type { Bus, NodeCommand, NodeEvent } from '../../kernel/index.js';
 import { Control, type InstrumentInfo } from '../../vm/runtime.js';
 import { JOB_STACK_MB } from '../job-thread.js';
 import { startWorker } from '../workers.js';
-import { PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { PRECOPY_DELTA_FLAG, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 /**
  * Spare buffers for raw snapshots, shared by the thread nodes of this process: buffers that carried a migrated
@@ -133,6 +133,7 @@ export class NodeHost {
         // the words were cleared when this process was given to the runner, so they can be set at once, even
         // before the runner has begun it (it reads them at its first safe point)
         if (m.action === 'precopy') Atomics.store(h.runner.control, 1, PRECOPY_FLAG);
+        else if (m.action === 'precopy-delta') Atomics.store(h.runner.control, 1, PRECOPY_DELTA_FLAG);
         Atomics.store(h.runner.control, 0, v);
         return;
       }
@@ -206,7 +207,7 @@ export class NodeHost {
     const start = this.starts.get(gpid);
     const local = this.locals.get(gpid);
     if (start && local) {
-      const { base: _b, prepared: _p, resolve: _r, spare: _s, ...rest } = start as typeof start & { spare?: unknown };
+      const { base: _b, mids: _m, prepared: _p, resolve: _r, spare: _s, ...rest } = start as typeof start & { spare?: unknown };
       void this.startProcess({ ...rest, snapshot: local });
       return;
     }
@@ -226,6 +227,19 @@ export class NodeHost {
   }
 
   private async prepare(m: Extract<NodeCommand, { t: 'prepare' }>): Promise<void> {
+    const held = this.prepared.get(m.gpid);
+    if (m.delta) {
+      // a later pre-copy round: for the runner that holds the earlier ones
+      if (held) held.worker.postMessage({ t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot, delta: true } satisfies RunnerCommand);
+      else this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: `process ${m.gpid} has no earlier pre-copy on node ${this.id}` });
+      return;
+    }
+    if (held) {
+      // a new migration of the same process: the earlier prepared state is stale
+      this.prepared.delete(m.gpid);
+      held.worker.postMessage({ t: 'drop', gpid: m.gpid } satisfies RunnerCommand);
+      held.gpid = undefined;
+    }
     const r = this.idleRunner();
     r.gpid = m.gpid;
     this.prepared.set(m.gpid, r);
@@ -265,6 +279,7 @@ export class NodeHost {
       ...(m.snapshot ? { snapshot: m.snapshot } : {}),
       ...(m.raw ? { raw: m.raw } : {}),
       ...(m.base ? { base: m.base } : {}),
+      ...(m.mids?.length ? { mids: m.mids } : {}),
       ...(m.prepared ? { prepared: true } : {}),
       ...(m.resolve ? { resolve: m.resolve } : {}),
       ...(m.policy ? { policy: m.policy } : {}),

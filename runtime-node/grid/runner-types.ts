@@ -14,7 +14,7 @@ export interface RunnerData {
 /** Messages from the NodeHost to a runner. */
 export type RunnerCommand =
   | { t: 'module'; hash: string; module: WebAssembly.Module; info: InstrumentInfo }
-  | { t: 'prepare'; gpid: number; hash: string; snapshot: Uint8Array }
+  | { t: 'prepare'; gpid: number; hash: string; snapshot: Uint8Array; delta?: boolean }
   | { t: 'drop'; gpid: number }
   | {
       t: 'start';
@@ -25,6 +25,7 @@ export type RunnerCommand =
       snapshot?: SnapshotPayload;
       raw?: 'memory' | 'file';
       base?: Uint8Array;
+      mids?: Uint8Array[];
       prepared?: boolean;
       resolve?: { value: number; status?: number };
       policy?: CheckpointPolicy;
@@ -45,7 +46,9 @@ export interface RecycleEvent {
   buffer: ArrayBufferLike;
 }
 
+/** control word [1]: the next checkpoint is a migration's pre-copy (full), or a later round (a delta of the last) */
 export const PRECOPY_FLAG = 1;
+export const PRECOPY_DELTA_FLAG = 2;
 
 /** Where raw snapshots between process nodes go: RAM-backed /dev/shm when the machine has it. */
 export const MIGRATION_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();

@@ -25,6 +25,7 @@ import {
   decodeSnapshot,
   encodeSnapshot,
   Machine,
+  readU32List,
   snapshotFromChain,
   PAGE_SIZE,
   type CompiledJob,
@@ -36,7 +37,7 @@ import {
   type Snapshot,
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
-import { MIGRATION_DIR, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { MIGRATION_DIR, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
 const controlWord = new Int32Array(control);
@@ -68,8 +69,11 @@ const send = (m?: NodeEvent, transfer: ArrayBuffer[] = []) => {
 };
 const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => send(m, transfer);
 const flushOutput = () => send();
-/** a pre-copied full snapshot of a process about to arrive here (decoded, checksums verified) */
-let prepared: { gpid: number; base: DecodedSnapshot; memory?: WebAssembly.Memory } | undefined;
+/**
+ * The pre-copy of a process about to arrive here (decoded, checksums verified): a full snapshot and the deltas of
+ * later rounds, oldest first, all applied to `memory`
+ */
+let prepared: { gpid: number; chain: DecodedSnapshot[]; memory?: WebAssembly.Memory } | undefined;
 /**
  * Job memories this runner keeps between processes: a restore into one of them copies into pages that are already
  * faulted in (64 MiB: ~8 ms instead of ~40 ms into a fresh memory).
@@ -92,6 +96,24 @@ parentPort!.on('message', (m: RunnerCommand) => {
   }
   if (m.t === 'prepare') {
     try {
+      if (m.delta) {
+        // a later round: apply it to the memory prepared so far
+        if (prepared?.gpid !== m.gpid) throw new Error(`process ${m.gpid} has no earlier pre-copy on this runner`);
+        const d = decodeSnapshot(m.snapshot, pages);
+        const last = prepared.chain[prepared.chain.length - 1]!;
+        if (d.header.kind !== 'delta' || d.header.base !== last.id) throw new Error(`pre-copy round ${prepared.chain.length + 1} of process ${m.gpid} is not a delta of the previous round`);
+        if (prepared.memory) {
+          const have = prepared.memory.buffer.byteLength / PAGE_SIZE;
+          if (d.header.pages > have) prepared.memory.grow(d.header.pages - have);
+          const dst = new Uint8Array(prepared.memory.buffer);
+          readU32List(d.header.dataPages).forEach((p, k) => dst.set(d.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), p * PAGE_SIZE));
+          for (const p of readU32List(d.header.zeroPages)) dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+        }
+        prepared.chain.push(d);
+        post({ t: 'prepared', node, gpid: m.gpid, ok: true });
+        return;
+      }
+      if (prepared?.memory) mempool.give(prepared.memory);
       const base = decodeSnapshot(m.snapshot, pages);
       // copy the bulk of the job's memory now, while it still runs on its old node: the start then applies only
       // the pages that changed since (and those instantiation rewrites)
@@ -101,7 +123,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
         memory = mempool.take(base.header.pages, lim);
         applyChain([base], new Uint8Array(memory.buffer));
       }
-      prepared = { gpid: m.gpid, base, ...(memory ? { memory } : {}) };
+      prepared = { gpid: m.gpid, chain: [base], ...(memory ? { memory } : {}) };
       post({ t: 'prepared', node, gpid: m.gpid, ok: true });
     } catch (e) {
       prepared = undefined;
@@ -116,9 +138,18 @@ parentPort!.on('message', (m: RunnerCommand) => {
   }
 });
 
-function encode(s: Snapshot, delta?: DeltaBase): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
+function encode(s: Snapshot, delta?: DeltaBase, shared = false): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
   const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}) });
-  return { bytes: concatChunks(e.chunks), base: e.base, delta: e.header.kind === 'delta' };
+  if (!shared) return { bytes: concatChunks(e.chunks), base: e.base, delta: e.header.kind === 'delta' };
+  // in a SharedArrayBuffer: passed on between threads shared, not transferred (a transferred big ArrayBuffer counts as
+  // new external memory in each thread it reaches, and V8 answers with a full GC there, maybe in a later freeze)
+  const bytes = new Uint8Array(new SharedArrayBuffer(e.size));
+  let o = 0;
+  for (const c of e.chunks) {
+    bytes.set(c, o);
+    o += c.length;
+  }
+  return { bytes, base: e.base, delta: e.header.kind === 'delta' };
 }
 
 /** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
@@ -205,18 +236,18 @@ function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>, info: InstrumentInf
   if (last.header.kind === 'full') return { snap: snapshotFromChain([last]), apply: (dst) => applyChain([last], dst) };
   if (m.prepared) {
     if (prepared?.gpid !== m.gpid) throw new Error(`process ${m.gpid} was not prepared on this runner for its migration`);
-    const { base, memory } = prepared;
+    const { chain: held, memory } = prepared;
     prepared = undefined;
-    const chain = [base, last];
+    const chain = [...held, last];
     if (memory && info.dataPages) {
       const dataPages = info.dataPages;
-      return { snap: snapshotFromChain(chain), memory, apply: (dst) => applyChain(chain, dst, { links: 1, dataPages }) };
+      return { snap: snapshotFromChain(chain), memory, apply: (dst) => applyChain(chain, dst, { links: held.length, dataPages }) };
     }
     if (memory) mempool.give(memory);
     return { snap: snapshotFromChain(chain), apply: (dst) => applyChain(chain, dst) };
   }
   if (!m.base) throw new Error(`process ${m.gpid}: a delta snapshot came without its base`);
-  const chain = [decodeSnapshot(m.base, pages), last];
+  const chain = [decodeSnapshot(m.base, pages), ...(m.mids ?? []).map((b) => decodeSnapshot(b, pages)), last];
   return { snap: snapshotFromChain(chain), apply: (dst) => applyChain(chain, dst) };
 }
 
@@ -284,11 +315,13 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
       return mach.elapsedMs >= nextCheckpointAt ? 'checkpoint' : 'continue';
     },
     onCheckpoint: (s) => {
-      if (Atomics.exchange(controlWord, 1, 0) === PRECOPY_FLAG) {
-        // a migration's pre-copy: ship the whole state now, the freeze will ship only what changes until then
-        const { bytes, base } = encode(s);
+      const flag = Atomics.exchange(controlWord, 1, 0);
+      if (flag === PRECOPY_FLAG || flag === PRECOPY_DELTA_FLAG) {
+        // a migration's pre-copy: ship the whole state now, the freeze will ship only what changes until then; a
+        // later round ships what changed since the last one (with dirty-page tracking, without reading the rest)
+        const { bytes, base, delta } = encode(s, flag === PRECOPY_DELTA_FLAG ? precopyBase : undefined, m.raw === 'memory');
         precopyBase = base;
-        post({ t: 'precopy', node, gpid, snapshot: bytes }, [bytes.buffer as ArrayBuffer]);
+        post({ t: 'precopy', node, gpid, snapshot: bytes, ...(delta ? { delta: true } : {}) }, bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : []);
         return;
       }
       const t0 = performance.now();

@@ -69,6 +69,9 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
     { guest: 'nbody', args: ['60000000'], precopy: true },
     { guest: 'fileio', args: ['/data', '1500'], dir: true, precopy: true },
     { guest: 'malloc_churn', args: ['6', '3000000'], isolate: 'process' as const },
+    // 12 MiB: each pre-copy takes a second round (a delta of the first) before the freeze
+    { guest: 'memtouch', args: ['12', '6000', '300000'], precopy: true, rounds: 2 },
+    { guest: 'memtouch', args: ['12', '6000', '300000'], precopy: true, rounds: 2, isolate: 'process' as const },
   ];
   for (const k of cases) {
     const how = [k.precopy ? 'with pre-copy' : '', k.isolate === 'process' ? 'between OS processes' : ''].filter(Boolean).join(', ');
@@ -87,6 +90,7 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
       expect(g.result.exitCode).toBe(ref.exitCode);
       if (refDir && gridDir) expect(filesOf(gridDir)).toEqual(filesOf(refDir));
       if (k.precopy) expect(g.grid.migrationLog().every((m) => m.precopy && m.precopyBytes > 0)).toBe(true);
+      if (k.rounds) expect(g.grid.migrationLog().map((m) => m.precopyRounds)).toEqual(g.grid.migrationLog().map(() => k.rounds));
     }, 180_000);
   }
 
