@@ -62,6 +62,36 @@ describe.runIf(hasClang())('--isolate process: SIGKILL of a node at random momen
     expect(landed).toBeGreaterThanOrEqual(20);
   });
 
+  it('a node killed right after a two-round pre-copy migration: the process continues from the migration\'s chain (full + round delta + freeze delta), byte-identical', async () => {
+    const args = ['12', '4000', '300000'];
+    const ref = await runInThread('run', guestPath('memtouch'), { args, stdout: 'buffer', stderr: 'buffer' });
+    let record: { precopyRounds: number; to: string } | undefined;
+    let recoveredFrom = '';
+    const g = await runOnGrid(
+      // no periodic exports: the only recovery point after the migration is the chain it shipped
+      { nodes: 2, isolate: 'process', heartbeatTimeoutMs: 5000, checkpointPolicy: { w: 0.5, minMs: 60_000, maxMs: 60_000, initialMs: 60_000, exportEvery: 1 } },
+      { wasm: guestPath('memtouch'), args, precopy: true },
+      async (grid, id) => {
+        let p = grid.ps().find((x) => x.job === id);
+        for (let i = 0; i < 1000 && p?.state !== 'running'; i++) {
+          await sleep(10);
+          p = grid.ps().find((x) => x.job === id);
+        }
+        await sleep(300); // memtouch fills its memory first
+        const cur = grid.ps().find((x) => x.gpid === p!.gpid)!;
+        record = await grid.migrate(cur.gpid, cur.node === 'n1' ? 'n2' : 'n1', { precopy: true });
+        recoveredFrom = record.to;
+        grid.killNode(record.to);
+      },
+    );
+    expect(record?.precopyRounds).toBe(2);
+    expect(recoveredFrom).not.toBe('');
+    expect(g.stdout).toBe(dec.decode(ref.stdout));
+    expect(g.stderr).toBe(dec.decode(ref.stderr));
+    expect(g.result.exitCode).toBe(0);
+    expect(g.result.processes[0]!.recoveries).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+
   it('a node that stops answering (SIGSTOP: no heartbeats) is declared lost and its process continues elsewhere', async () => {
     const ref = await runInThread('run', guestPath('nbody'), { args: ['20000000'], stdout: 'buffer', stderr: 'buffer' });
     let stopped: { pid: number; id: string } | undefined;
