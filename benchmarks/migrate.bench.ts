@@ -388,11 +388,10 @@ function MIGRATE_LIMIT(isolate: Isolation, precopy: boolean, r: MigrateCaseResul
   if (precopy) {
     return `${mibStr(r.bytesShippedMedian)} shipped in the freeze (${mibStr(r.precopyBytesMedian)} pre-copied and applied ` +
       `into the target's pooled memory before it; ${side}). The job runs with dirty-page tracking, so the freeze copies ` +
-      'and encodes only the pages written since the pre-copy. ' + (isolate === 'process'
-      ? 'Between processes those are the pages written while the 64 MiB pre-copy crossed two process hops (through ' +
-        '/dev/shm files) and was applied on the target (~0.4 s); the freeze delta then crosses the same two hops. A second ' +
-        'pre-copy round (ship those pages while the job still runs, freeze for what the round itself let through) would ' +
-        'shrink it to a few pages.'
+      'and encodes only the pages written since the last pre-copy round (two rounds for a state of 8 MiB or more: the ' +
+      'second ships the pages written while the first travelled). ' + (isolate === 'process'
+      ? 'Between processes the freeze delta crosses two process hops (its pages through /dev/shm files) before the ' +
+        'target applies it, instantiates and rewinds.'
       : 'What remains is the capture, the message hops between threads, instantiation and the rewind.');
   }
   if (isolate === 'process') {

@@ -90,7 +90,12 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
       expect(g.result.exitCode).toBe(ref.exitCode);
       if (refDir && gridDir) expect(filesOf(gridDir)).toEqual(filesOf(refDir));
       if (k.precopy) expect(g.grid.migrationLog().every((m) => m.precopy && m.precopyBytes > 0)).toBe(true);
-      if (k.rounds) expect(g.grid.migrationLog().map((m) => m.precopyRounds)).toEqual(g.grid.migrationLog().map(() => k.rounds));
+      if (k.rounds) {
+        // two rounds once the first pre-copy is 8 MiB or more (memtouch fills its 12 MiB first)
+        const log = g.grid.migrationLog();
+        expect(log.map((m) => m.precopyRounds)).toEqual(log.map((m) => (m.precopyBytes >= 8 << 20 ? k.rounds : 1)));
+        expect(log.filter((m) => m.precopyRounds === 2).length).toBeGreaterThanOrEqual(5);
+      }
     }, 180_000);
   }
 
