@@ -19,6 +19,7 @@ import {
 import { DiskModuleCache } from './cache.js';
 import { CheckpointWriter, loadChain, resolveCheckpointPath, type CheckpointMeta } from './checkpoints.js';
 import { nodePlatform } from './platform.js';
+import { hostInstrumentOptions } from './wasm-opt.js';
 
 /**
  * Memories for fresh starts in this process: creating a WebAssembly.Memory costs ~15-25 µs (V8 reserves its address
@@ -183,9 +184,10 @@ async function loadJob(wasm: string | Uint8Array, o: RunOptions): Promise<Compil
     }
   }
   const bytes = typeof wasm === 'string' ? new Uint8Array(readFileSync(wasm)) : wasm;
+  const instrument = hostInstrumentOptions(bytes, o.instrument);
   const job = await prepareJob(bytes, {
     ...(o.cache === false ? {} : { cache: new DiskModuleCache() }),
-    ...(o.instrument ? { instrument: o.instrument } : {}),
+    ...(Object.keys(instrument).length ? { instrument } : {}),
   });
   if (memo) {
     if (typeof wasm === 'string' && st) byPath.set(wasm, { ...st, job: { ...job, cached: true } });

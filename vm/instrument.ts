@@ -80,6 +80,17 @@ export interface InstrumentInfo {
   };
 }
 
+/**
+ * Runs Asyncify and the optimiser outside binaryen.js: given the module right before Asyncify, Binaryen pass
+ * arguments (`asyncify-imports`, `asyncify-removelist`) and the optimise level, returns the module after them.
+ * runtime-node supplies native `wasm-opt` this way for large modules (no 4 GiB wasm32 heap, both cores).
+ */
+export interface AsyncifyRunner {
+  /** names the tool and version: part of the cache key (another tool makes another module) */
+  id: string;
+  run(bytes: Uint8Array, passArgs: Record<string, string>, optimizeLevel: number): Uint8Array;
+}
+
 export interface InstrumentOptions {
   /** Binaryen optimisation level after Asyncify (default 1: -O2 inlines, which loses function names from trap stacks and measured no faster). */
   optimizeLevel?: number;
@@ -89,6 +100,8 @@ export interface InstrumentOptions {
    * changed, not to memory size), at the price of the marks on every store. A different module (and module hash).
    */
   dirtyPages?: boolean;
+  /** run Asyncify (and the optimiser) with this instead of binaryen.js */
+  asyncify?: AsyncifyRunner;
   onProgress?: (stage: string, fraction: number) => void;
 }
 
@@ -411,20 +424,29 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
 
   // ---- Asyncify, limited to the suspending imports
   progress('asyncify', 0);
-  binaryen.clearPassArguments();
-  binaryen.setPassArgument('asyncify-imports', SUSPENDING_IMPORTS.join(','));
-  if (cold.size) binaryen.setPassArgument('asyncify-removelist', [...cold].join(','));
   const level = opts.optimizeLevel ?? 1;
-  binaryen.setOptimizeLevel(level);
-  binaryen.setShrinkLevel(0);
-  m.runPasses(['asyncify']);
-  binaryen.clearPassArguments();
-  if (level > 0) {
-    progress('optimize', 0);
-    m.optimize();
+  const passArgs: Record<string, string> = { 'asyncify-imports': SUSPENDING_IMPORTS.join(',') };
+  if (cold.size) passArgs['asyncify-removelist'] = [...cold].join(',');
+  let bytes: Uint8Array;
+  if (opts.asyncify) {
+    progress('emit', 0);
+    const pre = m.emitBinary();
+    progress(`asyncify (${opts.asyncify.id})`, 0);
+    bytes = opts.asyncify.run(pre, passArgs, level);
+  } else {
+    binaryen.clearPassArguments();
+    for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
+    binaryen.setOptimizeLevel(level);
+    binaryen.setShrinkLevel(0);
+    m.runPasses(['asyncify']);
+    binaryen.clearPassArguments();
+    if (level > 0) {
+      progress('optimize', 0);
+      m.optimize();
+    }
+    progress('emit', 0);
+    bytes = m.emitBinary();
   }
-  progress('emit', 0);
-  const bytes = m.emitBinary();
   const dataPages = activeDataPages(bytes, mem.initial);
   progress('done', 1);
   return {

@@ -19,6 +19,7 @@ import {
   type Usage,
 } from '../../kernel/index.js';
 import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
+import { hostInstrumentOptions } from '../wasm-opt.js';
 import { DiskModuleCache } from '../cache.js';
 import { nodePlatform } from '../platform.js';
 import { newSparePool } from './node-host.js';
@@ -336,7 +337,7 @@ export class Grid {
   }
 
   private async loadModule(bytes: Uint8Array, trackDirty: boolean): Promise<string> {
-    const job = await prepareJob(bytes, { ...(this.cache ? { cache: this.cache } : {}), ...(trackDirty ? { instrument: { dirtyPages: true } } : {}) });
+    const job = await prepareJob(bytes, { ...(this.cache ? { cache: this.cache } : {}), instrument: hostInstrumentOptions(bytes, trackDirty ? { dirtyPages: true } : {}) });
     if (!this.modules.has(job.hash)) this.modules.set(job.hash, { bytes: job.bytes, info: job.info });
     return job.hash;
   }

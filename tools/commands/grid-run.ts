@@ -4,6 +4,7 @@ import { saveJobRecord, serveControl } from '../../runtime-node/grid/control.js'
 import { DiskModuleCache } from '../../runtime-node/cache.js';
 import { writeAllSync } from '../../runtime-node/run.js';
 import { prepareJob } from '../../vm/index.js';
+import { hostInstrumentOptions } from '../../runtime-node/wasm-opt.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../units.js';
 
@@ -32,7 +33,7 @@ export interface GridRunOptions {
  * module is not compiled twice.
  */
 async function spawnsChildren(bytes: Uint8Array, cache: boolean, trackDirty: boolean): Promise<boolean> {
-  const job = await prepareJob(bytes, { ...(cache ? { cache: new DiskModuleCache() } : {}), ...(trackDirty ? { instrument: { dirtyPages: true } } : {}) });
+  const job = await prepareJob(bytes, { ...(cache ? { cache: new DiskModuleCache() } : {}), instrument: hostInstrumentOptions(bytes, trackDirty ? { dirtyPages: true } : {}) });
   return WebAssembly.Module.imports(job.module).some((i) => i.module === 'gridvm' && (i.name === 'spawn' || i.name === 'fork'));
 }
 

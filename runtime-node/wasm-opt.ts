@@ -1,0 +1,79 @@
+// Native `wasm-opt` (Debian's binaryen package) for the Asyncify step of instrumentation, on Node when it is
+// installed: binaryen.js runs in a wasm32 heap capped at 4 GiB and on one core, which large real programs exhaust
+// (benchmarks/real/RESULTS-real.md: CRuby at -O1 did not finish in binaryen.js within 7 minutes; native wasm-opt
+// instrumented it in 266 s). The rest of instrumentation stays in binaryen.js (vm/instrument.ts).
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InstrumentError, type AsyncifyRunner, type InstrumentOptions } from '../vm/index.js';
+
+/** The Wasm features gridvm's engines accept (vm/instrument.ts ENGINE_FEATURES), as wasm-opt flags. */
+const FEATURES = [
+  '--enable-mutable-globals', '--enable-nontrapping-float-to-int', '--enable-simd', '--enable-bulk-memory', '--enable-sign-ext',
+  '--enable-reference-types', '--enable-multivalue', '--enable-exception-handling', '--enable-tail-call', '--enable-extended-const',
+];
+
+/** Modules at least this big (bytes) use native wasm-opt when it is installed (GRIDVM_WASM_OPT=always|never overrides). */
+export const NATIVE_ASYNCIFY_MIN_BYTES = 4 * 1024 * 1024;
+
+let found: { path: string; version: string } | null | undefined;
+
+/** The installed wasm-opt and its version, or undefined. */
+export function findWasmOpt(): { path: string; version: string } | undefined {
+  if (found === undefined) {
+    const path = process.env.GRIDVM_WASM_OPT_PATH || 'wasm-opt';
+    const r = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+    const m = r.status === 0 ? /version\s+(\d+)/.exec(r.stdout) : null;
+    found = m ? { path, version: m[1]! } : null;
+  }
+  return found ?? undefined;
+}
+
+/** Asyncify and -O<level> by native wasm-opt; undefined when it is not installed. */
+export function nativeAsyncify(): AsyncifyRunner | undefined {
+  const w = findWasmOpt();
+  if (!w) return undefined;
+  return {
+    id: `wasmopt${w.version}`,
+    run(bytes, passArgs, optimizeLevel) {
+      const dir = mkdtempSync(join(tmpdir(), 'gridvm-wasm-opt-'));
+      try {
+        const input = join(dir, 'in.wasm');
+        const output = join(dir, 'out.wasm');
+        writeFileSync(input, bytes);
+        const args = [input, ...FEATURES, '--asyncify'];
+        for (const [k, v] of Object.entries(passArgs)) {
+          // long lists (thousands of function names) go through a response file: `KEY@@FILE`
+          if (v.length > 4096) {
+            const list = join(dir, `${k}.txt`);
+            writeFileSync(list, v);
+            args.push(`--pass-arg=${k}@@${list}`);
+          } else args.push(`--pass-arg=${k}@${v}`);
+        }
+        if (optimizeLevel > 0) args.push(`-O${optimizeLevel}`);
+        args.push('-g', '-o', output);
+        const r = spawnSync(w.path, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+        if (r.status !== 0) {
+          const why = r.error ? r.error.message : `${r.signal ?? `exit ${r.status}`}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
+          throw new InstrumentError(`native wasm-opt failed in the Asyncify step (${why}); GRIDVM_WASM_OPT=never uses binaryen.js instead`);
+        }
+        return new Uint8Array(readFileSync(output));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/**
+ * The instrumentation options for a module on this host: `base`, plus native wasm-opt for the Asyncify step when it
+ * is installed and the module is large (or GRIDVM_WASM_OPT=always; never with GRIDVM_WASM_OPT=never).
+ */
+export function hostInstrumentOptions(bytes: Uint8Array, base: InstrumentOptions = {}): InstrumentOptions {
+  if (base.asyncify) return base;
+  const mode = process.env.GRIDVM_WASM_OPT ?? 'auto';
+  if (mode === 'never' || (mode !== 'always' && bytes.length < NATIVE_ASYNCIFY_MIN_BYTES)) return base;
+  const native = nativeAsyncify();
+  return native ? { ...base, asyncify: native } : base;
+}
