@@ -69,7 +69,11 @@ describe.skipIf(!clang)('C guests under node:wasi match their native builds', ()
     it(`${c.name} prints the same stdout/stderr and exit status as native`, async () => {
       expect(hasGuest(c.name, true), `${c.name} not built`).toBe(true);
       const opts = { args: c.args, env: c.env, stdin: c.stdin };
-      const [wasm, native] = await Promise.all([runReference(guestPath(c.name), opts), runNative(nativePath(c.name), opts)]);
+      // eslint-disable-next-line prefer-const
+      let [wasm, native] = await Promise.all([runReference(guestPath(c.name), opts), runNative(nativePath(c.name), opts)]);
+      // node:wasi's own timing under a loaded machine can fail a clock check (its nanosleep has returned early): the
+      // reference runtime, not the guest, gets one more run (as in test/integration/reference.test.ts)
+      if (c.name === 'clocks_random' && wasm.exitCode !== c.exitCode) wasm = await runReference(guestPath(c.name), opts);
       expect(show(wasm)).toEqual(show(native));
       expect(wasm.exitCode).toBe(c.exitCode);
       c.check?.(wasm);
