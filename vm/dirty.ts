@@ -116,7 +116,7 @@ function instrumentFunction(m: binaryen.Module, fref: binaryen.FunctionRef, name
     return m.if(m.i32.eqz(m.i32.load8_u(0, 1, at())), m.i32.store8(0, 1, at(), m.i32.const(1)));
   };
   /** a store whose mark can be that of its pointer's page (the spill covers the rest) */
-  const nearOffset = (e: number) => X.Store.getOffset(e) + X.Store.getBytes(e) <= DIRTY_SPILL;
+  const nearOffset = (e: number) => (X.Store.getOffset(e) >>> 0) + X.Store.getBytes(e) <= DIRTY_SPILL;
   /** stores whose mark an earlier store in the same block already made (see shareMarks) */
   const covered = new Set<number>();
   const effects = new Map<number, Effects>();
@@ -279,7 +279,7 @@ function shareMarks(block: number, covered: Set<number>, memo: Map<number, Effec
   for (let i = 0; i < n; i++) {
     const c = X.Block.getChildAt(block, i);
     const id = binaryen.getExpressionId(c);
-    if (id === binaryen.StoreId && X.Store.getOffset(c) + X.Store.getBytes(c) <= DIRTY_SPILL) {
+    if (id === binaryen.StoreId && (X.Store.getOffset(c) >>> 0) + X.Store.getBytes(c) <= DIRTY_SPILL) {
       const ptr = X.Store.getPtr(c);
       if (binaryen.getExpressionId(ptr) === binaryen.LocalGetId) {
         const x = X.LocalGet.getIndex(ptr);

@@ -415,6 +415,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   let dirtyStores: number | undefined;
   let dirtyShared: number | undefined;
   if (opts.dirtyPages) {
+    if (mem.initial >= 65536 || (mem.max !== undefined && mem.max <= mem.initial)) {
+      throw new InstrumentError(`dirty-page tracking needs one memory page above the module's initial ${mem.initial} pages for its page map, but the memory cannot grow (maximum ${mem.max ?? 65536} pages): run it without dirty-page tracking (--track-dirty, --precopy)`);
+    }
     progress('dirty', 0);
     const st = addDirtyTracking(m, funcs, mem.initial);
     dirtyStores = st.stores + st.bulk;

@@ -18,6 +18,8 @@ interface ModuleFacts {
   used: ReadonlySet<string>;
   importsMemory: boolean;
   memoryLimits: ReturnType<typeof memoryImportLimits>;
+  /** instrumented with dirty-page tracking: the memory has the map's page on top of the job's */
+  dirty: boolean;
 }
 const moduleFacts = new WeakMap<WebAssembly.Module, ModuleFacts>();
 
@@ -30,6 +32,7 @@ function factsOf(job: CompiledJob): ModuleFacts {
       used: new Set(imports.filter((i) => i.kind === 'function').map((i) => `${i.module}.${i.name}`)),
       importsMemory: imports.some((i) => i.kind === 'memory' && i.module === 'gridvm' && i.name === 'memory'),
       memoryLimits: memoryImportLimits(job.bytes),
+      dirty: WebAssembly.Module.exports(job.module).some((e) => e.name === DIRTY_BASE_GLOBAL),
     };
     moduleFacts.set(job.module, f);
   }
@@ -230,6 +233,12 @@ export class Machine {
           throw new RangeError(`MachineOptions.memory was created with maximum ${have.maximum ?? 'none'}${have.shared ? ', shared' : ''}; the module declares maximum ${lim.maximum ?? 'none'}${lim.shared ? ', shared' : ''}`);
         }
       }
+      // dirty-page tracking: a fresh memory gets the map's page now, before instantiation (a start function's stores
+      // mark it); a restore's memory is grown to the snapshot's pages, which include it
+      if (facts.dirty && memoryPages(memory) === lim.initial) {
+        if (lim.maximum !== undefined && lim.maximum <= lim.initial) throw new RangeError(`the module's memory cannot grow (maximum ${lim.maximum} pages = initial), so it has no room for the dirty-page map`);
+        memory.grow(1);
+      }
       (imports.gridvm ??= {}).memory = memory;
     } else if (opts.memory) {
       throw new Error('MachineOptions.memory: this module defines its own memory (it was instrumented by an older gridvm), so a memory cannot be supplied');
@@ -252,7 +261,7 @@ export class Machine {
     const limitPages = Math.min(65536, Math.floor((opts.maxMemoryBytes ?? 2 ** 32) / PAGE_SIZE));
     // with dirty-page tracking the map's page comes on top of what the job may use
     (ex[MEMLIMIT_GLOBAL] as WebAssembly.Global).value = Math.min(65536, limitPages + (this.dirtyBase ? 1 : 0));
-    if (this.memory.buffer.byteLength > limitPages * PAGE_SIZE) {
+    if (this.memory.buffer.byteLength > (limitPages + (this.dirtyBase ? 1 : 0)) * PAGE_SIZE) {
       throw new Trap('memory-limit', `the job's initial memory (${mib(this.memory.buffer.byteLength)}) is larger than the memory limit (${mib(limitPages * PAGE_SIZE)})`);
     }
     proc.setMemory(this.memory);
@@ -320,14 +329,9 @@ export class Machine {
       throw new Error(`the job is blocked in a grid ${this.awaiting.op} call: call resolveBlocked(result) before run()`);
     }
     const decl = this.memoryDecl;
-    if (!this.started && !this.restored && this.opts.memory && decl && memoryPages(this.memory) !== decl.initial) {
-      throw new RangeError(`a fresh start needs a memory of exactly ${decl.initial} pages (the module's initial size); MachineOptions.memory has ${memoryPages(this.memory)}`);
-    }
-    if (!this.started && !this.restored && this.dirtyBase) {
-      // a fresh start: the dirty-page map's page goes on top of the job's memory
-      const pages = memoryPages(this.memory);
-      this.memory.grow(1);
-      this.dirtyBase.value = pages * PAGE_SIZE;
+    const want = decl ? decl.initial + (this.dirtyBase ? 1 : 0) : 0;
+    if (!this.started && !this.restored && this.opts.memory && decl && memoryPages(this.memory) !== want) {
+      throw new RangeError(`a fresh start needs a memory of exactly ${decl.initial} pages (the module's initial size); MachineOptions.memory has ${memoryPages(this.memory) - (this.dirtyBase ? 1 : 0)}`);
     }
     this.started = true;
     this.runStart = this.opts.now();

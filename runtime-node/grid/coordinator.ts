@@ -493,7 +493,9 @@ export class Grid {
         }
         rec.precopyChain = e.delta ? [...rec.precopyChain!, e.snapshot] : [e.snapshot];
         const mig = rec.migration;
-        if (!mig || mig.phase !== 'precopy') return;
+        // (a later round's delta that arrives for a newer migration, which has asked for its first, full, round: the
+        // chain above follows the runner; the migration waits for its own round)
+        if (!mig || mig.phase !== 'precopy' || (!!e.delta !== mig.rounds > 0)) return;
         if (!this.nodeRecs.get(mig.to)?.alive) return this.abandonMigration(rec, `node ${mig.to} is gone`);
         mig.phase = 'preparing';
         mig.rounds++;
@@ -568,11 +570,16 @@ export class Grid {
     this.stop(rec, 'migrating');
   }
 
+  /** Whether the migration's target holds prepared state for the process (a pre-copy round it applied or is applying). */
+  private static holdsPrepared(mig: Migration): boolean {
+    return mig.phase === 'preparing' || mig.phase === 'freezing' || (mig.phase === 'precopy' && mig.rounds > 0);
+  }
+
   private abandonMigration(rec: ProcRecord, why: string): void {
     const mig = rec.migration;
     if (!mig) return;
     rec.migration = undefined;
-    if (mig.phase === 'preparing' || mig.phase === 'freezing') this.send(mig.to, { t: 'drop', gpid: rec.view.gpid });
+    if (Grid.holdsPrepared(mig)) this.send(mig.to, { t: 'drop', gpid: rec.view.gpid });
     if (rec.view.state === 'migrating' && mig.phase !== 'freezing') rec.view.state = 'running';
     mig.reject(new Error(`migration of process ${rec.view.gpid} to ${mig.to} abandoned: ${why}`));
   }
@@ -608,6 +615,7 @@ export class Grid {
     }
     if (mig) {
       rec.migration = undefined;
+      if (to && Grid.holdsPrepared(mig) && this.nodeRecs.get(to)?.alive) this.send(to, { t: 'drop', gpid: rec.view.gpid });
       mig.reject(new Error(`migration of process ${rec.view.gpid} to ${mig.to} failed: the target is gone`));
     }
     // preempted (or the migration target went away): back to the queue, continuing from this snapshot
@@ -884,7 +892,7 @@ export class Grid {
       const mig = rec.migration;
       rec.migration = undefined;
       mig?.reject(new Error(`migration of process ${rec.view.gpid} failed: node ${id} was lost`));
-      if (mig && mig.to !== id && (mig.phase === 'preparing' || mig.phase === 'freezing')) this.send(mig.to, { t: 'drop', gpid: rec.view.gpid });
+      if (mig && mig.to !== id && Grid.holdsPrepared(mig)) this.send(mig.to, { t: 'drop', gpid: rec.view.gpid });
     }
     for (const rec of this.procs.values()) {
       if (rec.migration?.to !== id) continue;

@@ -3,7 +3,7 @@
 // goes away (the channel closes), the node exits.
 import { LocalBus } from '../../kernel/index.js';
 import { NodeHost } from './node-host.js';
-import { carry, uncarry } from './ipc-carrier.js';
+import { carry, sweepCarrierFiles, uncarry } from './ipc-carrier.js';
 
 const [id, slotsArg] = process.argv.slice(2);
 if (!id || !process.send) {
@@ -22,6 +22,11 @@ process.on('message', (raw: unknown) => {
     process.stderr.write(`gridvm node ${id}: dropped a bad message: ${(e as Error).message}\n`);
   }
 });
-process.on('disconnect', () => process.exit(0));
+process.on('disconnect', () => {
+  // the origin has gone: nobody will read what this node wrote for it, or read what it wrote for this node
+  sweepCarrierFiles(process.pid);
+  sweepCarrierFiles(process.ppid, id);
+  process.exit(0);
+});
 const host = new NodeHost(id, bus, { slots: Number(slotsArg ?? 1) || 1, ownsMessages: true });
 host.start();

@@ -126,6 +126,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
       prepared = { gpid: m.gpid, chain: [base], ...(memory ? { memory } : {}) };
       post({ t: 'prepared', node, gpid: m.gpid, ok: true });
     } catch (e) {
+      if (prepared?.memory) mempool.give(prepared.memory);
       prepared = undefined;
       post({ t: 'prepared', node, gpid: m.gpid, ok: false, message: (e as Error).message });
     }

@@ -10,6 +10,7 @@ import { createNodePlatform } from '../../runtime-node/platform.js';
 import {
   applyChain,
   concatChunks,
+  createMemory,
   createPageEngine,
   decodeSnapshot,
   encodeSnapshot,
@@ -299,14 +300,18 @@ describe('dirty-page tracking', () => {
   it('suspended at every few slices and resumed in fresh Machines from encoded snapshots: same output', async () => {
     const job = await prepareJob(original, { instrument: { dirtyPages: true } });
     let decisions = 0;
-    const machine = { slice: 101, reenterAt: [], policy: () => (++decisions % 3 === 0 ? 'suspend' as const : 'checkpoint' as const) };
+    // the memory limit is exactly the job's largest memory (9 pages): the map's page does not count against it, when the
+    // job grows or when a Machine is made for a restore
+    const machine = { slice: 101, reenterAt: [], maxMemoryBytes: 9 * PAGE, policy: () => (++decisions % 3 === 0 ? 'suspend' as const : 'checkpoint' as const) };
     let vm = new TestVm(job, { machine });
     const outs = [vm.out];
     let machines = 1;
     for (;;) {
       const o = vm.machine.run();
       if (o.kind === 'suspended') {
-        vm = new TestVm(job, { machine }, roundTrip(ownSnapshot(o.snapshot)));
+        // restored into a memory of the snapshot's size, as the grid's runners do
+        const memory = createMemory(job.info.memory!, o.snapshot.pages);
+        vm = new TestVm(job, { machine: { ...machine, memory } }, roundTrip(ownSnapshot(o.snapshot)));
         outs.push(vm.out);
         machines++;
         continue;
@@ -316,6 +321,25 @@ describe('dirty-page tracking', () => {
     }
     expect(machines).toBeGreaterThan(10);
     expect(Buffer.concat(outs.flat()).equals(expected)).toBe(true);
+  });
+
+  it('refuses a module whose memory cannot grow by the map\'s page, and runs a start function that stores', async () => {
+    const fixed = wat(MODULE.replace('(memory (export "memory") 3)', '(memory (export "memory") 3 3)'));
+    expect(() => instrument(fixed, { dirtyPages: true })).toThrow(/dirty-page tracking needs one memory page above the module's initial 3 pages/);
+    // a start section runs at instantiation, before _start: its stores already mark the map
+    const started = wat(`(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $init (i32.store (i32.const 100) (i32.const 0x6b6f)))
+      (start $init)
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 100))
+        (i32.store (i32.const 4) (i32.const 2))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+    const job = await prepareJob(started, { instrument: { dirtyPages: true } });
+    const vm = new TestVm(job, { machine: { reenterAt: [] } });
+    expect(vm.machine.run().kind).toBe('exit');
+    expect(vm.stdout).toBe('ok');
   });
 
   it('refuses a delta across Machines without hashes by writing a full snapshot', async () => {
