@@ -5,23 +5,41 @@ import { clockRes, clockTime, randomGet } from '../process/time-ops.js';
 import type { HostFn } from './link.js';
 import { encodeUtf8 } from './memory.js';
 
-function sizes(p: Process, list: string[], countPtr: number, sizePtr: number): void {
+/** Bytes of `list` as NUL-terminated UTF-8 strings (ASCII, the usual case, without a TextEncoder call). */
+function listSize(list: readonly string[]): number {
   let size = 0;
-  for (const s of list) size += encodeUtf8(s).length + 1;
-  p.memory.setU32(countPtr, list.length);
-  p.memory.setU32(sizePtr, size);
+  for (const s of list) size += (isAscii(s) ? s.length : encodeUtf8(s).length) + 1;
+  return size;
 }
 
-function strings(p: Process, list: string[], ptrs: number, buf: number): void {
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function sizes(p: Process, list: readonly string[], countPtr: number, sizePtr: number): void {
+  p.memory.setU32(countPtr, list.length);
+  p.memory.setU32(sizePtr, listSize(list));
+}
+
+/** argv/environ: the strings, NUL-terminated, in one write at `buf`, and a pointer to each at `ptrs`. */
+function strings(p: Process, list: readonly string[], ptrs: number, buf: number): void {
   const m = p.memory;
-  let at = buf >>> 0;
+  const out = new Uint8Array(listSize(list));
+  let o = 0;
   list.forEach((s, i) => {
-    const b = encodeUtf8(s);
-    m.setU32(ptrs + i * 4, at);
-    m.write(at, b);
-    m.setU8(at + b.length, 0);
-    at += b.length + 1;
+    m.setU32(ptrs + i * 4, ((buf >>> 0) + o) >>> 0);
+    if (isAscii(s)) {
+      for (let k = 0; k < s.length; k++) out[o + k] = s.charCodeAt(k);
+      o += s.length;
+    } else {
+      const b = encodeUtf8(s);
+      out.set(b, o);
+      o += b.length;
+    }
+    out[o++] = 0;
   });
+  m.write(buf, out);
 }
 
 export function envImpls(p: Process): Record<string, HostFn> {

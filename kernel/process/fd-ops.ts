@@ -112,13 +112,22 @@ export function fdWrite(p: Process, fd: number, iovs: Uint8Array[]): number {
   if (!e.write) throw new KernelError(Errno.BADF, `fd ${fd} is not open for writing`);
   if (e.kind === 'stdout' || e.kind === 'stderr') {
     let total = 0;
-    for (const b of iovs) {
-      if (b.length === 0) continue;
-      // one copy: the callee may keep the bytes, and guest memory changes under it
-      if (e.kind === 'stdout') p.writeStdout(b.slice());
-      else p.writeStderr(b.slice());
-      total += b.length;
+    for (const b of iovs) total += b.length;
+    if (total === 0) return 0;
+    // one copy of all the iovecs (printf's writev has two): the callee may keep the bytes, and guest memory changes
+    // under it
+    let bytes: Uint8Array;
+    if (iovs.length === 1) bytes = iovs[0]!.slice();
+    else {
+      bytes = new Uint8Array(total);
+      let o = 0;
+      for (const b of iovs) {
+        bytes.set(b, o);
+        o += b.length;
+      }
     }
+    if (e.kind === 'stdout') p.writeStdout(bytes);
+    else p.writeStderr(bytes);
     return total;
   }
   if (e.kind !== 'file') throw new KernelError(Errno.BADF);

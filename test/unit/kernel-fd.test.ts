@@ -11,12 +11,17 @@ describe('stdio', () => {
     expect(e).toBe(0);
     expect(n).toBe(12);
     expect(g.stdoutText()).toBe('hello world\n');
+    // one call with one copy of all the iovecs
+    expect(g.out.length).toBe(1);
     expect(g.write(2, 'oops')).toEqual([0, 4]);
     expect(dec.decode(g.err[0])).toBe('oops');
+    // nothing to write: no call
+    expect(g.write(1, '', '')).toEqual([0, 0]);
+    expect(g.out.length).toBe(1);
     // the callee owns its copy: later guest writes do not change it
     const first = g.out[0]!;
     g.u8.fill(0);
-    expect(dec.decode(first)).toBe('hello ');
+    expect(dec.decode(first)).toBe('hello world\n');
     expect(first.buffer).not.toBe(g.mem.buffer);
     expect(g.proc.stdoutBytes).toBe(12);
     expect(g.proc.stderrBytes).toBe(4);
