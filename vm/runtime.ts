@@ -8,6 +8,7 @@ export {
   encodeSnapshot,
   decodeSnapshot,
   applyChain,
+  applyLink,
   snapshotFromChain,
   concatChunks,
   readU32List,

@@ -276,11 +276,7 @@ export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array, prepared?:
     if (h.moduleHash !== chain[0]!.header.moduleHash) throw new SnapshotError('checkpoint chain mixes modules');
   }
   const last = chain[chain.length - 1]!.header;
-  const apply = (c: DecodedSnapshot) => {
-    const pages = readU32List(c.header.dataPages);
-    pages.forEach((p, k) => dst.set(c.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), p * PAGE_SIZE));
-    for (const p of readU32List(c.header.zeroPages)) dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
-  };
+  const apply = (c: DecodedSnapshot) => applyLink(c, dst);
   if (!prepared) {
     dst.fill(0, 0, last.pages * PAGE_SIZE);
     for (const c of chain) apply(c);
@@ -303,6 +299,15 @@ export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array, prepared?:
     else dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
   }
   for (const c of chain.slice(k)) apply(c);
+}
+
+/**
+ * Write one link's pages into `dst` (its data pages, and zeros for its zero pages): on top of the links before it,
+ * this gives the memory the link describes. `dst` must hold at least the link's page count.
+ */
+export function applyLink(c: DecodedSnapshot, dst: Uint8Array): void {
+  readU32List(c.header.dataPages).forEach((p, k) => dst.set(c.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), p * PAGE_SIZE));
+  for (const p of readU32List(c.header.zeroPages)) dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
 }
 
 /** The Snapshot (minus memory, which applyChain writes) described by the newest link of a chain. */
@@ -344,8 +349,9 @@ function gridCallOf(c: unknown): GridCall {
   }
 }
 
-export function concatChunks(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+/** The chunks in one buffer; `alloc` makes it (e.g. over a SharedArrayBuffer). */
+export function concatChunks(chunks: Uint8Array[], alloc: (bytes: number) => Uint8Array = (n) => new Uint8Array(n)): Uint8Array {
+  const out = alloc(chunks.reduce((a, c) => a + c.length, 0));
   let o = 0;
   for (const c of chunks) {
     out.set(c, o);

@@ -47,8 +47,7 @@ export function uncarry(raw: unknown): Message {
   const parts: Record<string, Uint8Array> = {};
   try {
     for (const [k, f] of files) {
-      // only our own carrier files, in the migration directory: a peer cannot make us read (or remove) anything else
-      if (typeof f?.file !== 'string' || typeof f.bytes !== 'number' || dirname(f.file) !== MIGRATION_DIR || !NAME.test(basename(f.file))) {
+      if (!isCarrierFile(f?.file) || typeof f!.bytes !== 'number') {
         throw new Error(`IPC carrier file for field ${k} is not a gridvm message file`);
       }
       const b = readFileSync(f.file);
@@ -56,7 +55,10 @@ export function uncarry(raw: unknown): Message {
       parts[k] = new Uint8Array(b.buffer, b.byteOffset, b.length);
     }
   } finally {
-    for (const [, f] of files) if (typeof f?.file === 'string' && dirname(f.file) === MIGRATION_DIR && NAME.test(basename(f.file))) rmSync(f.file, { force: true });
+    for (const [, f] of files) {
+      const file = f?.file;
+      if (isCarrierFile(file)) rmSync(file, { force: true });
+    }
   }
   const m = decodeMessage(o.msg) as unknown as Record<string, unknown>;
   for (const [k, b] of Object.entries(parts)) {
@@ -64,6 +66,11 @@ export function uncarry(raw: unknown): Message {
     m[k] = b;
   }
   return m as unknown as Message;
+}
+
+/** One of our carrier files, in the migration directory (a peer cannot make us read or remove anything else). */
+function isCarrierFile(file: unknown): file is string {
+  return typeof file === 'string' && dirname(file) === MIGRATION_DIR && NAME.test(basename(file));
 }
 
 /** Remove carrier files a process wrote (to one peer, or to all) that nobody will read: the reader has gone. */

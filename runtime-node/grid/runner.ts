@@ -20,12 +20,12 @@ import {
 } from '../../kernel/index.js';
 import {
   applyChain,
+  applyLink,
   concatChunks,
   createPageEngine,
   decodeSnapshot,
   encodeSnapshot,
   Machine,
-  readU32List,
   snapshotFromChain,
   PAGE_SIZE,
   type CompiledJob,
@@ -105,9 +105,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
         if (prepared.memory) {
           const have = prepared.memory.buffer.byteLength / PAGE_SIZE;
           if (d.header.pages > have) prepared.memory.grow(d.header.pages - have);
-          const dst = new Uint8Array(prepared.memory.buffer);
-          readU32List(d.header.dataPages).forEach((p, k) => dst.set(d.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), p * PAGE_SIZE));
-          for (const p of readU32List(d.header.zeroPages)) dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+          applyLink(d, new Uint8Array(prepared.memory.buffer));
         }
         prepared.chain.push(d);
         post({ t: 'prepared', node, gpid: m.gpid, ok: true });
@@ -141,15 +139,9 @@ parentPort!.on('message', (m: RunnerCommand) => {
 
 function encode(s: Snapshot, delta?: DeltaBase, shared = false): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
   const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}) });
-  if (!shared) return { bytes: concatChunks(e.chunks), base: e.base, delta: e.header.kind === 'delta' };
-  // in a SharedArrayBuffer: passed on between threads shared, not transferred (a transferred big ArrayBuffer counts as
-  // new external memory in each thread it reaches, and V8 answers with a full GC there, maybe in a later freeze)
-  const bytes = new Uint8Array(new SharedArrayBuffer(e.size));
-  let o = 0;
-  for (const c of e.chunks) {
-    bytes.set(c, o);
-    o += c.length;
-  }
+  // shared: in a SharedArrayBuffer, passed on between threads shared, not transferred (a transferred big ArrayBuffer
+  // counts as new external memory in each thread it reaches, and V8 answers with a full GC there, maybe in a freeze)
+  const bytes = concatChunks(e.chunks, shared ? (n) => new Uint8Array(new SharedArrayBuffer(n)) : undefined);
   return { bytes, base: e.base, delta: e.header.kind === 'delta' };
 }
 
