@@ -7,7 +7,9 @@ import { guestPath, hasClang } from '../harness/guests.js';
 
 describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
   it('spawn/wait: three children on other nodes, exit codes collected, outputs integrated after the parent', async () => {
-    const g = await runOnGrid({ nodes: 3 }, { wasm: guestPath('spawn_wait'), args: ['3000'] });
+    // children long enough (~0.1-0.2 s each) that the next spawn comes while the earlier ones still run: a child that
+    // ends before the next is placed frees its slot, and the next may go to the same node (seen once under CI load)
+    const g = await runOnGrid({ nodes: 3 }, { wasm: guestPath('spawn_wait'), args: ['20000'] });
     expect(g.result.exitCode).toBe(0);
     const lines = g.stdout.trim().split('\n');
     expect(lines.slice(0, 8)).toEqual([
