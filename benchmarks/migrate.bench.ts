@@ -396,12 +396,15 @@ function MIGRATE_LIMIT(isolate: Isolation, precopy: boolean, r: MigrateCaseResul
   }
   if (isolate === 'process') {
     return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). No encoding or checksum on this path: ` +
-      'the memory goes through a file in /dev/shm (written by the source runner, read by the target runner straight into ' +
-      "the job's pooled memory), the state through the IPC messages (node → origin → node). What remains is 3 " +
-      "whole-memory copies in sequence (the safe point's copy in Machine.beginUnwind, needed to repair Asyncify's window; " +
-      'the write to /dev/shm; the read into the target memory) plus the IPC hops. Growing the memory to put the window ' +
-      'past its end (no safe-point copy) was tried and measured no better: the grown memory no longer fits the pool, and ' +
-      'refilling the pool competes with the freeze for the 2 cores.';
+      'the memory goes through a file in /dev/shm, the state through the IPC messages (node → origin → node). At the safe ' +
+      "point the source runner writes the job's live memory straight to the file (no copy in Machine.beginUnwind: the " +
+      "file is the backup that repairs Asyncify's window after the unwind, a read of the bytes the unwind wrote at offset 0), " +
+      "and the target runner reads it straight into the job's pooled memory. The file is reused: the target keeps it as " +
+      'a spare and writes its next outgoing migration into it (a new tmpfs file allocates and zeroes every page; ' +
+      'removing one cost ~2.5 ms at 64 MiB), so what remains is one write and one read of the memory through the ' +
+      "kernel's page cache (each slower than memcpy: ~7-10 ms at 64 MiB here) in sequence plus the IPC hops, " +
+      'instantiation and the rewind. A write split over two threads measured no faster; a split read was (~6.4 -> ' +
+      '4.1 ms at 64 MiB in a microbenchmark), but the restore is synchronous and cannot wait for libuv\'s threads.';
   }
   return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). No encoding or checksum on this path: ` +
     "the safe point copies the memory straight into a spare SharedArrayBuffer (shared, not transferred, runner → origin → " +

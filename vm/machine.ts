@@ -64,6 +64,15 @@ export interface MachineOptions {
    * copy of memory (updated page by page) and the buffer is not used.
    */
   captureBuffer?: (action: CaptureAction, bytes: number) => Uint8Array | undefined;
+  /**
+   * Instead of a copy: somewhere the live memory is stored at the safe point (a file, for a suspension that leaves
+   * through one), which then serves as the backup for Asyncify's window. Asked at the start of each capture of a
+   * module without dirty-page tracking (after captureBuffer); return undefined for the usual copy. With a sink, the
+   * sink receives all of memory before the unwind, gives the window's bytes back after it, and the snapshot's
+   * `memory` is a view of the job's own memory (repaired, so the same bytes), valid until that memory is reused.
+   * If `write` throws, the capture falls back to the copy (the sink is not used again).
+   */
+  captureSink?: (action: CaptureAction, bytes: number) => CaptureSink | undefined;
   /** receives every checkpoint; the snapshot's memory view is only valid during the call */
   onCheckpoint?: (s: Snapshot) => void;
   /** a control word another thread may set (see Control); reset to NONE when acted upon */
@@ -83,11 +92,20 @@ export interface MachineOptions {
   memory?: WebAssembly.Memory;
 }
 
+/** Where a capture stores memory instead of copying it (MachineOptions.captureSink). */
+export interface CaptureSink {
+  /** store all of `memory` (the job's live memory at the safe point, before the unwind; valid during the call) */
+  write(memory: Uint8Array): void;
+  /** fill `dst` with the stored bytes [0, dst.length): the window the unwind borrowed at offset 0 */
+  readBack(dst: Uint8Array): void;
+}
+
 /** The whole state of a job at a safe point (before encoding). */
 export interface Snapshot {
   moduleHash: string;
   /** memory at the safe point. For a live capture this is a view of the page engine's area (valid until the
-   * next capture); for a decoded snapshot it is owned. */
+   * next capture), of MachineOptions.captureBuffer's, of the mirror (dirty-page tracking) or, with a capture sink,
+   * of the job's own memory (valid until it runs again or is reused); for a decoded snapshot it is owned. */
   memory: Uint8Array;
   pages: number;
   globals: GlobalValue[];
@@ -177,6 +195,8 @@ export class Machine {
   private reenterIdx = 0;
   private pending: { blob: Uint8Array; backup: Uint8Array } | undefined;
   private capture: Snapshot | undefined;
+  /** the capture in progress went to a sink, which repairs the window (undefined: from the snapshot's copy) */
+  private sink: CaptureSink | undefined;
   private seq = 0;
   private started = false;
   /** the limits the module imports gridvm.memory with (undefined: it defines its own memory) */
@@ -559,19 +579,34 @@ export class Machine {
 
   /**
    * Start capturing: copy all of memory first (the checkpoint needs it, and it lets us repair whatever the unwind
-   * writes), then borrow the whole memory from offset 0 as Asyncify's data window.
+   * writes) — or store it in the capture sink, which then gives the window's bytes back — then borrow the whole
+   * memory from offset 0 as Asyncify's data window.
    */
   private beginUnwind(action: CaptureAction, blocked?: GridCall): void {
     const mem = new Uint8Array(this.memory.buffer);
     let area: Uint8Array;
+    this.sink = undefined;
     if (this.dirtyBase) {
       // told, for its timing, but the capture goes into the Machine's own copy
       this.opts.captureBuffer?.(action, mem.length);
       area = this.captureDirty(mem);
     } else {
       const own = this.opts.captureBuffer?.(action, mem.length);
-      area = own && own.length >= mem.length ? own : this.opts.pages.area(mem.length);
-      area.set(mem);
+      const sink = this.opts.captureSink?.(action, mem.length);
+      if (sink) {
+        try {
+          sink.write(mem);
+          this.sink = sink;
+        } catch {
+          // could not store it there (e.g. no space): copy as usual
+        }
+      }
+      // with a sink, the job's memory is the snapshot's once the window is repaired from the sink
+      if (this.sink) area = mem;
+      else {
+        area = own && own.length >= mem.length ? own : this.opts.pages.area(mem.length);
+        area.set(mem);
+      }
     }
     const fuelUsed = this.fuelUsed;
     this.capture = {
@@ -664,7 +699,10 @@ export class Machine {
     this.capture = undefined;
     const mem = new Uint8Array(this.memory.buffer);
     snap.asyncify = mem.slice(8, current);
-    mem.set(snap.memory.subarray(0, current), 0);
+    const sink = this.sink;
+    this.sink = undefined;
+    if (sink) sink.readBack(mem.subarray(0, current));
+    else mem.set(snap.memory.subarray(0, current), 0);
     this.state = State.Idle;
     return snap;
   }

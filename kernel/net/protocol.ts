@@ -135,8 +135,8 @@ export interface RawSnapshot {
   memory: Uint8Array;
   /**
    * Between processes of one machine: the memory bytes are in this file (in /dev/shm when there is one), written
-   * by the source node before the message is sent; the target reads it straight into the job's memory and
-   * deletes it.
+   * by the source node before the message is sent; the target reads it straight into the job's memory and then
+   * owns it (keeps it as a spare file for its own next outgoing migration, or removes it).
    */
   file?: string;
   memoryBytes?: number;

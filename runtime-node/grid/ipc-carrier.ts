@@ -8,6 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { decodeMessage, encodeMessage, type Message } from '../../kernel/index.js';
 import { MIGRATION_DIR } from './runner-types.js';
+import { SPARE_NAME, SPARE_PREFIX } from './shm-files.js';
 
 /** Byte fields of a message at least this big travel through a file each. */
 export const FILE_CARRIER_BYTES = 128 * 1024;
@@ -73,7 +74,10 @@ function isCarrierFile(file: unknown): file is string {
   return typeof file === 'string' && dirname(file) === MIGRATION_DIR && NAME.test(basename(file));
 }
 
-/** Remove carrier files a process wrote (to one peer, or to all) that nobody will read: the reader has gone. */
+/**
+ * Remove carrier files a process wrote (to one peer, or to all) that nobody will read: the reader has gone. For all
+ * peers (`to` undefined: the process has ended or is ending), its spare migration files go too (shm-files.ts).
+ */
 export function sweepCarrierFiles(pid: number, to?: string): void {
   let names: string[];
   try {
@@ -82,8 +86,9 @@ export function sweepCarrierFiles(pid: number, to?: string): void {
     return;
   }
   const start = `${PREFIX}${pid}-${to !== undefined ? `${safe(to)}-` : ''}`;
+  const spares = `${SPARE_PREFIX}${pid}-`;
   for (const n of names) {
-    if (n.startsWith(start) && NAME.test(n)) {
+    if ((n.startsWith(start) && NAME.test(n)) || (to === undefined && n.startsWith(spares) && SPARE_NAME.test(n))) {
       try {
         unlinkSync(join(MIGRATION_DIR, n));
       } catch {

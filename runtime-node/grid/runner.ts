@@ -2,9 +2,7 @@
 // snapshot, streams its output with byte offsets, takes local checkpoints at the node's adaptive interval (exporting
 // every k-th to the origin), and stops it at a safe point when the node asks (migration, preemption) through the
 // control word. Messages out are NodeEvents (kernel/net/protocol.ts), relayed by the NodeHost.
-import { randomUUID } from 'node:crypto';
-import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import {
   AdaptiveInterval,
@@ -37,7 +35,8 @@ import {
   type Snapshot,
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
-import { MIGRATION_DIR, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { migrationFileName, readAll, spareFiles, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
+import { PRECOPY_DELTA_FLAG, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
 const controlWord = new Int32Array(control);
@@ -170,13 +169,17 @@ function rawOf(s: Snapshot, spare: ArrayBufferLike | undefined): RawSnapshot {
 /** A raw snapshot whose memory is written to a file (between process nodes of one machine). */
 function rawToFile(s: Snapshot, gpid: number): RawSnapshot {
   const len = s.pages * PAGE_SIZE;
-  const file = join(MIGRATION_DIR, `gridvm-snap-${process.pid}-${gpid}-${s.seq}-${randomUUID().slice(0, 8)}.raw`);
-  const fd = openSync(file, 'w', 0o600);
-  try {
-    let off = 0;
-    while (off < len) off += writeSync(fd, s.memory, off, len - off, off);
-  } finally {
-    closeSync(fd);
+  // captured into its file already (the Machine's capture sink), or copied (dirty-page tracking): write it now, into
+  // a spare file whose pages exist when this runner has one
+  let file = takeSuspendFile(gpid, len);
+  if (file === undefined) {
+    file = migrationFileName(gpid);
+    const { fd } = spareFiles.claim(file, len);
+    try {
+      writeAll(fd, s.memory.subarray(0, len), 0);
+    } finally {
+      closeSync(fd);
+    }
   }
   return {
     raw: true, moduleHash: s.moduleHash, pages: s.pages, globals: s.globals, asyncify: s.asyncify, kernel: s.kernel,
@@ -209,18 +212,14 @@ function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>, info: InstrumentInf
     return {
       snap,
       apply: (dst) => {
-        // straight from the file into the job's memory: no intermediate buffer
+        // straight from the file into the job's memory: no intermediate buffer. The file is ours now: it becomes a
+        // spare for a later outgoing migration (or is removed in the background)
         const fd = openSync(file, 'r');
         try {
-          let off = 0;
-          while (off < len) {
-            const n = readSync(fd, dst, off, len - off, off);
-            if (n === 0) throw new Error(`migration file ${file} is truncated at ${off} of ${len} bytes`);
-            off += n;
-          }
+          readAll(fd, dst.subarray(0, len), 0, `migration file ${file}`);
         } finally {
           closeSync(fd);
-          rmSync(file, { force: true });
+          spareFiles.adopt(file);
         }
       },
     };
@@ -296,6 +295,8 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
       // a suspension on a thread node is handed over raw: capture straight into the spare buffer that will carry it
       return m.raw === 'memory' && m.spare && !precopyBase && m.spare.byteLength >= bytes ? new Uint8Array(m.spare, 0, bytes) : undefined;
     },
+    // between process nodes: the suspension's memory goes straight to its file, no copy (shm-files.ts)
+    captureSink: (action) => (action === 'suspend' && m.raw === 'file' && !precopyBase ? suspendSink(gpid) : undefined),
     ...(memory ? { memory } : {}),
     now: () => performance.now(),
     control: controlWord,

@@ -1,11 +1,12 @@
 // A grid on one machine (issue 3): rank-aware jobs over 1/2/4/8 nodes, fork-delay, live migration with
 // --migrate-every, and a process's view of itself through /proc.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runInThread } from '../../runtime-node/job-thread.js';
 import { Grid } from '../../runtime-node/grid/coordinator.js';
+import { MIGRATION_DIR } from '../../runtime-node/grid/runner-types.js';
 import { runOnGrid, sleep } from '../harness/cluster.js';
 import { guestPath, hasClang } from '../harness/guests.js';
 import { filesOf } from '../harness/util.js';
@@ -15,6 +16,16 @@ const tmp = mkdtempSync(join(tmpdir(), 'gridvm-grid-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const RANK_N = '3000000';
+
+const migrationFiles = () => readdirSync(MIGRATION_DIR).filter((n) => /^gridvm-(snap|spare)-\d+-/.test(n));
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 async function rankReference(size: number): Promise<string> {
   let out = '';
@@ -69,18 +80,24 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
     { guest: 'nbody', args: ['60000000'], precopy: true },
     { guest: 'fileio', args: ['/data', '1500'], dir: true, precopy: true },
     { guest: 'malloc_churn', args: ['6', '3000000'], isolate: 'process' as const },
+    // deep call stacks most of the time (Ackermann, trees 32k-88k deep; Asyncify's window at offset 0 then covers
+    // up to MiBs), moved every 40 ms: each suspension writes memory straight to its file and repairs the window from
+    // it (shm-files.ts). The output alone would not show a bad repair (the window lies in the unused part of the
+    // shadow stack at the bottom of memory): test/unit/shm-files.test.ts compares the captured state itself.
+    { guest: 'recursion', args: ['16', '20'], isolate: 'process' as const, everyMs: 40 },
     // 12 MiB: each pre-copy takes a second round (a delta of the first) before the freeze
     { guest: 'memtouch', args: ['12', '6000', '300000'], precopy: true, rounds: 2 },
     { guest: 'memtouch', args: ['12', '6000', '300000'], precopy: true, rounds: 2, isolate: 'process' as const },
   ];
   for (const k of cases) {
     const how = [k.precopy ? 'with pre-copy' : '', k.isolate === 'process' ? 'between OS processes' : ''].filter(Boolean).join(', ');
-    it(`${k.guest}${how ? ` (${how})` : ''}: at least 10 migrations, same stdout, stderr, exit code${k.dir ? ' and files' : ''}`, async () => {
+    it(`${k.guest}${how ? ` (${how})` : ''}${k.everyMs ? ` every ${k.everyMs} ms` : ''}: at least 10 migrations, same stdout, stderr, exit code${k.dir ? ' and files' : ''}`, async () => {
       const refDir = k.dir ? mkdtempSync(join(tmp, `${k.guest}-ref-`)) : undefined;
       const gridDir = k.dir ? mkdtempSync(join(tmp, `${k.guest}-grid-`)) : undefined;
       const ref = await runInThread('run', guestPath(k.guest), { args: k.args, stdout: 'buffer', stderr: 'buffer', ...(refDir ? { dirs: [{ host: refDir, guest: '/data' }] } : {}) });
+      const shmBefore = new Set(migrationFiles());
       const g = await runOnGrid({ nodes: 2, ...(k.isolate ? { isolate: k.isolate } : {}) }, {
-        wasm: guestPath(k.guest), args: k.args, migrateEveryMs: 200, ...(k.precopy ? { precopy: true } : {}),
+        wasm: guestPath(k.guest), args: k.args, migrateEveryMs: k.everyMs ?? 200, ...(k.precopy ? { precopy: true } : {}),
         ...(gridDir ? { dirs: [{ host: gridDir, guest: '/data' }] } : {}),
       });
       const p = g.result.processes[0]!;
@@ -89,6 +106,8 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
       expect(g.stderr).toBe(dec.decode(ref.stderr));
       expect(g.result.exitCode).toBe(ref.exitCode);
       if (refDir && gridDir) expect(filesOf(gridDir)).toEqual(filesOf(refDir));
+      // memory files (in transit or kept as spares) of node processes that have ended: none left behind
+      expect(migrationFiles().filter((n) => !shmBefore.has(n) && !alive(Number(/^gridvm-(?:snap|spare)-(\d+)-/.exec(n)![1])))).toEqual([]);
       if (k.precopy) expect(g.grid.migrationLog().every((m) => m.precopy && m.precopyBytes > 0)).toBe(true);
       if (k.rounds) {
         // two rounds once the first pre-copy is 8 MiB or more (memtouch fills its 12 MiB first)
