@@ -11,6 +11,11 @@
  *
  *   submit()                  → queued       waits for a slot (fork-delay)
  *   queued|suspended  --tick: place-->       running     holds a slot on `node`
+ *   queued (never ran) --tick: stage-->      staged      waits on `node` behind its running processes (lookahead)
+ *   staged    --a slot of its node frees-->  running     in staging order (the node starts it then by itself)
+ *   staged    --tick: unstage-->             unstaging   the runtime tries to take it back from the node
+ *   unstaging --unstaged(true)-->            queued      (at the front of its priority class)
+ *   unstaging --unstaged(false)-->           running     the node had begun it already
  *   running   --tick: migrate-->             running     on the new node at once (the runtime moves it)
  *   running   --tick: suspend-->             suspending  still holds its slot until the checkpoint is taken
  *   suspending --suspended()-->              suspended   back in the queue, same priority and submission order
@@ -34,6 +39,15 @@
  *  3. Speed rebalancing: a running process moves to a free slot on a node whose effective speed
  *     (speed × (1 − load)) is more than `speedRatio` times its own node's (slowest nodes first).
  *
+ * Staging (`NodeSpec.lookahead`, default 0): a node may hold up to `lookahead` fresh processes queued behind its running
+ * ones, so it starts the next one the moment a slot frees instead of waiting for the runtime's next round trip
+ * (tiny jobs: the node never idles between them). Only processes that never ran are staged, and only once no
+ * slot is free anywhere for them (after step 1). A staged process holds no slot; when a slot of its node frees
+ * (release, block, suspension, migration away, more slots), the oldest staged process there becomes running. A
+ * tick takes staged processes back (`unstage`, before step 1) when a waiting process of strictly higher priority
+ * would otherwise queue behind them, and when a node has a free slot that nothing waiting can use while another
+ * node holds staged processes (work stealing: the newest staged process of the node holding the most).
+ *
  * Placement: the `preferNode` if it has a free slot; otherwise, among eligible nodes with a free slot whose
  * effective speed is at least 1/speedRatio of the fastest such node (so step 3 never moves a process right after
  * placing it): the node it last ran on, if it ran before and that node is among them (its state is there: an
@@ -50,7 +64,7 @@
  */
 import { SchedError } from './interval.js';
 
-export type SchedState = 'queued' | 'suspended' | 'running' | 'suspending' | 'blocked';
+export type SchedState = 'queued' | 'suspended' | 'running' | 'suspending' | 'blocked' | 'staged' | 'unstaging';
 
 export interface NodeSpec {
   id: string;
@@ -60,12 +74,15 @@ export interface NodeSpec {
   speed?: number;
   /** External load in [0, 1] (the owner's own work). Default 0. */
   load?: number;
+  /** Fresh processes it may hold queued behind its running ones (integer ≥ 0; see Staging). Default 0. */
+  lookahead?: number;
 }
 
 export interface NodePatch {
   slots?: number;
   speed?: number;
   load?: number;
+  lookahead?: number;
   /** false: suspected dead (missed heartbeats); nothing is placed there until it is alive again or removed. */
   alive?: boolean;
 }
@@ -85,7 +102,10 @@ export interface SchedEntry {
   readonly gpid: bigint;
   readonly state: SchedState;
   readonly priority: number;
-  /** running/suspending: the node whose slot it holds; blocked: the node it waits on; otherwise undefined. */
+  /**
+   * running/suspending: the node whose slot it holds; blocked: the node it waits on; staged/unstaging: the node
+   * that holds it; otherwise undefined.
+   */
   readonly node: string | undefined;
   /** The node it last ran on (undefined if it never ran). */
   readonly lastNode: string | undefined;
@@ -115,11 +135,18 @@ export interface NodeView {
   readonly processes: readonly bigint[];
   /** Blocked processes waiting on this node (no slot), by GPID. */
   readonly blocked: readonly bigint[];
+  readonly lookahead: number;
+  /** Staged processes, in the order they will run. */
+  readonly staged: readonly bigint[];
 }
 
 export type Decision =
   /** Start (resume: false) or resume (resume: true) the process on `node`. */
   | { kind: 'place'; gpid: bigint; node: string; resume: boolean }
+  /** Hand the (fresh) process to `node` to start when one of its slots frees. */
+  | { kind: 'stage'; gpid: bigint; node: string }
+  /** Take the staged process back from `node`; call `unstaged(gpid, ok)` with the outcome. */
+  | { kind: 'unstage'; gpid: bigint; node: string; reason: 'priority' | 'idle-node' }
   /** Checkpoint the process and stop it; call `suspended(gpid)` when done. */
   | { kind: 'suspend'; gpid: bigint; node: string; beneficiary: bigint }
   /** Move the running process; call `migrated(gpid, from)` if it failed. */
@@ -160,6 +187,9 @@ interface GridNode {
   alive: boolean;
   holders: Set<bigint>;
   blocked: Set<bigint>;
+  lookahead: number;
+  /** staged processes, oldest first */
+  staged: bigint[];
 }
 
 const cmpBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -188,6 +218,8 @@ export class Scheduler {
   #sinceCompaction = 0;
   #seq = 0;
   #ticks = 0;
+  /** processes in state 'unstaging' */
+  #unstaging = 0;
 
   constructor(opts: SchedulerOptions = {}) {
     const o = {
@@ -214,8 +246,8 @@ export class Scheduler {
   addNode(spec: NodeSpec): void {
     if (typeof spec.id !== 'string' || spec.id === '') throw new SchedError('a node needs a non-empty string id');
     if (this.#nodes.has(spec.id)) throw new SchedError(`node ${spec.id} is already in the grid; use updateNode to change it`);
-    const n: GridNode = { id: spec.id, slots: 0, speed: 1, load: 0, alive: true, holders: new Set(), blocked: new Set() };
-    this.#patch(n, { slots: spec.slots, speed: spec.speed ?? 1, load: spec.load ?? 0 });
+    const n: GridNode = { id: spec.id, slots: 0, speed: 1, load: 0, alive: true, holders: new Set(), blocked: new Set(), lookahead: 0, staged: [] };
+    this.#patch(n, { slots: spec.slots, speed: spec.speed ?? 1, load: spec.load ?? 0, lookahead: spec.lookahead ?? 0 });
     this.#nodes.set(n.id, n);
   }
 
@@ -225,14 +257,17 @@ export class Scheduler {
   }
 
   /**
-   * Removes a node (it left or died). Returns the GPIDs whose state lived there (running, suspending and blocked),
+   * Removes a node (it left or died). Returns the GPIDs whose state lived there (running, suspending, blocked, and
+   * staged or unstaging ones),
    * by submission order; they are requeued at the front of their priority class, to be resumed elsewhere from
    * their last checkpoint.
    */
   removeNode(id: string): bigint[] {
     const n = this.#node(id);
-    const lost = [...n.holders, ...n.blocked].map((g) => this.#procs.get(g)!).sort((a, b) => a.seq - b.seq);
+    const unstaging = [...this.#procs.values()].filter((e) => e.state === 'unstaging' && e.node === id);
+    const lost = [...n.holders, ...n.blocked, ...n.staged].map((g) => this.#procs.get(g)!).concat(unstaging).sort((a, b) => a.seq - b.seq);
     for (const e of lost) {
+      if (e.state === 'unstaging') this.#unstaging--;
       e.state = 'queued';
       e.lastNode = id;
       e.node = undefined;
@@ -258,7 +293,7 @@ export class Scheduler {
       suspendFor: undefined, lastMigrationTick: -Infinity,
     };
     this.#procs.set(spec.gpid, e);
-    this.#enqueue(e);
+    this.#enqueue(e, true);
   }
 
   /** The process entered a wait syscall: it frees its slot and stays on its node. No-op if already blocked. */
@@ -273,6 +308,7 @@ export class Scheduler {
     n.blocked.add(gpid);
     e.state = 'blocked';
     e.suspendFor = undefined;
+    this.#promote(n);
   }
 
   /**
@@ -294,10 +330,15 @@ export class Scheduler {
   release(gpid: bigint): boolean {
     const e = this.#procs.get(gpid);
     if (!e) return false;
+    if (e.state === 'unstaging') this.#unstaging--;
     if (e.node !== undefined) {
       const n = this.#nodes.get(e.node);
-      n?.holders.delete(gpid);
-      n?.blocked.delete(gpid);
+      if (n) {
+        n.holders.delete(gpid);
+        n.blocked.delete(gpid);
+        if (e.state === 'staged') n.staged.splice(n.staged.indexOf(gpid), 1);
+        this.#promote(n);
+      }
     }
     this.#procs.delete(gpid);
     return true;
@@ -310,7 +351,9 @@ export class Scheduler {
   suspended(gpid: bigint): boolean {
     const e = this.#proc(gpid);
     if (e.state !== 'suspending') return false;
-    this.#nodes.get(e.node!)!.holders.delete(gpid);
+    const n = this.#nodes.get(e.node!)!;
+    n.holders.delete(gpid);
+    this.#promote(n);
     e.state = 'suspended';
     e.lastNode = e.node;
     e.node = undefined;
@@ -327,6 +370,7 @@ export class Scheduler {
     const e = this.#proc(gpid);
     const dest = this.#node(to);
     if (e.node === undefined) throw new SchedError(`process ${gpid} is ${e.state}, on no node: it cannot have migrated`);
+    if (e.state === 'staged' || e.state === 'unstaging') throw new SchedError(`process ${gpid} is ${e.state}: it has not begun, so it cannot have migrated`);
     const src = this.#nodes.get(e.node)!;
     const set = e.state === 'blocked' ? 'blocked' : 'holders';
     src[set].delete(gpid);
@@ -334,6 +378,30 @@ export class Scheduler {
     e.node = to;
     e.lastNode = to;
     e.lastMigrationTick = this.#ticks;
+    this.#promote(src);
+  }
+
+  /**
+   * The outcome of an `unstage` decision: `ok` — the node gave the process back, it waits in the queue again (at
+   * the front of its priority class); not ok — the node had begun it, it runs there. Returns false (and does
+   * nothing) if it was not unstaging (released — also when unknown —, or requeued when its node was lost).
+   */
+  unstaged(gpid: bigint, ok: boolean): boolean {
+    const e = this.#procs.get(gpid);
+    if (!e || e.state !== 'unstaging') return false;
+    this.#unstaging--;
+    const n = this.#nodes.get(e.node!)!;
+    if (ok) {
+      e.state = 'queued';
+      e.node = undefined;
+      e.front = true;
+      this.#enqueue(e);
+    } else {
+      n.holders.add(gpid);
+      e.state = 'running';
+      e.started = true;
+    }
+    return true;
   }
 
   // ---- queries ----
@@ -359,6 +427,7 @@ export class Scheduler {
       id: n.id, slots: n.slots, speed: n.speed, load: n.load, alive: n.alive, effectiveSpeed: eff(n),
       used: n.holders.size, free: freeOf(n),
       processes: [...n.holders].sort(cmpBig), blocked: [...n.blocked].sort(cmpBig),
+      lookahead: n.lookahead, staged: [...n.staged],
     }));
   }
 
@@ -374,6 +443,20 @@ export class Scheduler {
       migrations < this.options.maxMigrationsPerTick && !touched.has(e.gpid) &&
       this.#ticks - e.lastMigrationTick > this.options.migrateCooldownTicks;
     const nodes = this.#sortedNodes();
+    for (const n of nodes) this.#promote(n);
+
+    // 0. take staged processes back: from behind waiting processes of strictly higher priority, and for free
+    // slots nothing waiting can use (done after step 1, below)
+    const topWaiting = this.#eachWaiting().next();
+    if (!topWaiting.done) {
+      const top = topWaiting.value.priority;
+      for (const n of nodes) {
+        for (let i = n.staged.length - 1; i >= 0; i--) {
+          const e = this.#procs.get(n.staged[i]!)!;
+          if (e.priority < top) out.push(this.#unstage(n, e, 'priority', touched));
+        }
+      }
+    }
 
     // 1. waiting processes and the excess of over-subscribed nodes, in queue order
     const pendingOn = new Map<string, number>();
@@ -421,6 +504,61 @@ export class Scheduler {
       }
     }
 
+    // 1b. staging: fresh processes that found no slot wait on a node with lookahead room, a prefix of the queue in
+    // queue order (so nothing is staged ahead of a process that waits); the node with the fewest staged per slot
+    // first. A process is not staged behind running processes of lower priority: it waits, so that preemption
+    // (step 2) can serve it.
+    if (free <= 0) {
+      let room = nodes.reduce((a, n) => a + (n.alive && n.slots > 0 ? Math.max(0, n.lookahead - n.staged.length) : 0), 0);
+      const lowest = new Map<GridNode, number>();
+      const lowestOf = (n: GridNode): number => {
+        let v = lowest.get(n);
+        if (v === undefined) {
+          v = Infinity;
+          for (const h of n.holders) v = Math.min(v, this.#procs.get(h)!.priority);
+          lowest.set(n, v);
+        }
+        return v;
+      };
+      for (const e of this.#eachWaiting()) {
+        if (room <= 0 || e.started) break;
+        let best: GridNode | undefined;
+        for (const n of nodes) {
+          if (n.slots === 0 || n.staged.length >= n.lookahead || !this.#eligible(e, n, nodes) || lowestOf(n) < e.priority) continue;
+          if (!best || n.staged.length / n.slots < best.staged.length / best.slots) best = n;
+        }
+        if (!best) break;
+        touched.add(e.gpid);
+        room--;
+        best.staged.push(e.gpid);
+        e.state = 'staged';
+        e.node = best.id;
+        out.push({ kind: 'stage', gpid: e.gpid, node: best.id });
+      }
+    } else {
+      // free slots that nothing waiting could use: take staged processes back from other nodes (work stealing),
+      // the newest of the node holding the most, if the free node may run it; processes already being taken back
+      // count against the free slots
+      let inFlight = this.#unstaging;
+      for (const n of nodes) {
+        let spare = n.alive ? freeOf(n) : 0;
+        const claimed = Math.min(spare, inFlight);
+        spare -= claimed;
+        inFlight -= claimed;
+        while (spare > 0) {
+          let from: GridNode | undefined;
+          for (const m of nodes) {
+            if (m !== n && m.staged.length > 0 && (!from || m.staged.length > from.staged.length)) from = m;
+          }
+          const g = from?.staged[from.staged.length - 1];
+          const e = g !== undefined ? this.#procs.get(g)! : undefined;
+          if (!from || !e || !this.#eligible(e, n, nodes)) break;
+          out.push(this.#unstage(from, e, 'idle-node', touched));
+          spare--;
+        }
+      }
+    }
+
     // 2. preemption: make room for strictly higher-priority waiting processes
     if (this.options.preempt) {
       const served = new Set<bigint>();
@@ -454,9 +592,17 @@ export class Scheduler {
       }
     }
 
-    // 3. speed rebalancing into free slots on much faster nodes
-    if (Number.isFinite(this.options.speedRatio)) {
-      const running = [...this.#procs.values()]
+    // 3. speed rebalancing into free slots on much faster nodes (only when some alive node with a free slot is more
+    // than speedRatio times faster than another: with equal nodes a tick does not look at running processes)
+    let fastFree = 0;
+    let slowest = Infinity;
+    for (const n of nodes) {
+      if (!n.alive) continue;
+      if (freeOf(n) > 0) fastFree = Math.max(fastFree, eff(n));
+      slowest = Math.min(slowest, eff(n));
+    }
+    if (Number.isFinite(this.options.speedRatio) && fastFree > slowest * this.options.speedRatio) {
+      const running = [...this.#holding()]
         .filter((e) => e.state === 'running' && this.#nodes.get(e.node!)!.alive && canMigrate(e))
         .sort((a, b) => eff(this.#nodes.get(a.node!)!) - eff(this.#nodes.get(b.node!)!) ||
           b.priority - a.priority || a.seq - b.seq);
@@ -481,9 +627,31 @@ export class Scheduler {
 
   // ---- internals ----
 
+  /** Staged processes of `n` take the slots that are free there, oldest first. */
+  #promote(n: GridNode): void {
+    while (n.staged.length > 0 && n.holders.size < n.slots) {
+      const g = n.staged.shift()!;
+      const e = this.#procs.get(g)!;
+      n.holders.add(g);
+      e.state = 'running';
+      e.lastNode = n.id;
+      e.started = true;
+    }
+  }
+
+  #unstage(n: GridNode, e: Entry, reason: 'priority' | 'idle-node', touched: Set<bigint>): Decision {
+    n.staged.splice(n.staged.indexOf(e.gpid), 1);
+    e.state = 'unstaging';
+    this.#unstaging++;
+    touched.add(e.gpid);
+    return { kind: 'unstage', gpid: e.gpid, node: n.id, reason };
+  }
+
   #move(e: Entry, to: GridNode, reason: 'oversubscribed' | 'speed'): Decision {
     const from = e.node!;
-    this.#nodes.get(from)!.holders.delete(e.gpid);
+    const src = this.#nodes.get(from)!;
+    src.holders.delete(e.gpid);
+    this.#promote(src);
     to.holders.add(e.gpid);
     e.node = e.lastNode = to.id;
     e.lastMigrationTick = this.#ticks;
@@ -555,8 +723,9 @@ export class Scheduler {
   }
 
   /** A process entered the wait queue (its key — priority, front, seq — is fixed while it waits). */
-  #enqueue(e: Entry): void {
-    const i = this.#queue.indexOf(e);
+  #enqueue(e: Entry, fresh = false): void {
+    // (a new process is in no queue yet; a requeued one may still be, as a stale entry)
+    const i = fresh ? -1 : this.#queue.indexOf(e);
     if (i >= 0) this.#queue.splice(i, 1);
     let lo = 0;
     let hi = this.#queue.length;
@@ -595,6 +764,10 @@ export class Scheduler {
       throw new SchedError(`node ${n.id}: load must be in [0, 1], got ${p.load}`);
     }
     if (p.alive !== undefined && typeof p.alive !== 'boolean') throw new SchedError(`node ${n.id}: alive must be a boolean`);
+    if (p.lookahead !== undefined && (!Number.isInteger(p.lookahead) || p.lookahead < 0)) {
+      throw new SchedError(`node ${n.id}: lookahead must be an integer ≥ 0, got ${p.lookahead}`);
+    }
+    if (p.lookahead !== undefined) n.lookahead = p.lookahead;
     if (p.slots !== undefined) n.slots = p.slots;
     if (p.speed !== undefined) n.speed = p.speed;
     if (p.load !== undefined) n.load = p.load;

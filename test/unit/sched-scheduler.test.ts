@@ -394,6 +394,114 @@ describe('API checks', () => {
   });
 });
 
+describe('staging (lookahead)', () => {
+  const staged = (ds: Decision[]): Array<[bigint, string]> => ds.filter((d) => d.kind === 'stage').map((d) => [d.gpid, d.node]);
+  it('stages fresh processes behind full nodes, up to the lookahead, and runs them as slots free, in order', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 1, lookahead: 2 });
+    s.addNode({ id: 'b', slots: 1, lookahead: 2 });
+    for (let i = 1; i <= 8; i++) s.submit({ gpid: g(i) });
+    const d = s.tick();
+    expect(placed(d)).toEqual([1n, 2n]);
+    expect(staged(d)).toEqual([[3n, 'a'], [4n, 'b'], [5n, 'a'], [6n, 'b']]);
+    expect(s.queue()).toEqual([7n, 8n]);
+    expect(stateOf(s, 3)).toBe('staged');
+    expect(s.nodes().find((n) => n.id === 'a')!.staged).toEqual([3n, 5n]);
+    // a slot frees: the oldest staged process there runs at once (the node starts it by itself)
+    s.release(1n);
+    expect(stateOf(s, 3)).toBe('running');
+    expect(nodeOf(s, 3)).toBe('a');
+    expect(used(s, 'a')).toBe(1);
+    // and the next tick refills the lookahead
+    const d2 = s.tick();
+    expect(placed(d2)).toEqual([]);
+    expect(staged(d2)).toEqual([[7n, 'a']]);
+    // blocking frees the slot too
+    s.block(2n);
+    expect(stateOf(s, 4)).toBe('running');
+  });
+
+  it('does not stage while a slot is free, nor without lookahead, nor a process that ran before', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 1 });
+    for (let i = 1; i <= 3; i++) s.submit({ gpid: g(i) });
+    expect(s.tick().map((d) => d.kind)).toEqual(['place']);
+    s.updateNode('a', { lookahead: 1 });
+    const d = s.tick();
+    expect(staged(d)).toEqual([[2n, 'a']]);
+    // a process of higher priority than what runs is not staged: it waits, and preemption serves it
+    const t = new Scheduler({ preempt: true });
+    t.addNode({ id: 'a', slots: 1, lookahead: 3 });
+    t.submit({ gpid: 1n, priority: 0 });
+    t.tick();
+    t.submit({ gpid: 2n, priority: 5 });
+    const p = t.tick();
+    expect(p.find((x) => x.kind === 'suspend')?.gpid).toBe(1n);
+    expect(staged(p)).toEqual([]);
+    expect(t.suspended(1n)).toBe(true);
+    expect(placed(t.tick())).toEqual([2n]);
+    // a suspended process (it ran before) is never staged, and nothing queued behind it is staged ahead of it
+    t.submit({ gpid: 3n, priority: 0 });
+    expect(t.tick()).toEqual([]);
+    expect(t.queue()).toEqual([1n, 3n]);
+    expect(stateOf(t, 1)).toBe('suspended');
+  });
+
+  it('takes staged processes back for a higher-priority arrival and puts them at the front of their class', () => {
+    const s = new Scheduler({ preempt: false });
+    s.addNode({ id: 'a', slots: 1, lookahead: 2 });
+    for (let i = 1; i <= 4; i++) s.submit({ gpid: g(i) });
+    expect(staged(s.tick())).toEqual([[2n, 'a'], [3n, 'a']]);
+    s.submit({ gpid: 9n, priority: 3 });
+    const d = s.tick();
+    expect(d.filter((x) => x.kind === 'unstage').map((x) => [x.gpid, x.kind === 'unstage' && x.reason])).toEqual([[3n, 'priority'], [2n, 'priority']]);
+    expect(stateOf(s, 2)).toBe('unstaging');
+    // the node gave 3 back; it had begun 2 (its slot had freed)
+    expect(s.unstaged(3n, true)).toBe(true);
+    s.release(1n);
+    expect(s.unstaged(2n, false)).toBe(true);
+    expect(stateOf(s, 2)).toBe('running');
+    expect(s.queue()).toEqual([9n, 3n, 4n]);
+    expect(s.unstaged(2n, true)).toBe(false);
+    s.release(2n);
+    const d2 = s.tick();
+    expect(placed(d2)).toEqual([9n]);
+    expect(staged(d2)).toEqual([[3n, 'a'], [4n, 'a']]);
+    expect(s.queue()).toEqual([]);
+  });
+
+  it('steals a staged process for a node whose slot nothing waiting can use', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 1, lookahead: 2 });
+    s.addNode({ id: 'b', slots: 1, lookahead: 2 });
+    for (let i = 1; i <= 6; i++) s.submit({ gpid: g(i) });
+    s.tick(); // 1 on a, 2 on b; 3, 5 staged on a; 4, 6 on b
+    s.release(2n); // 4 runs on b
+    s.release(4n); // 6 runs on b
+    s.release(6n); // b is idle; a still holds 3 and 5
+    const d = s.tick();
+    expect(d).toEqual([{ kind: 'unstage', gpid: 5n, node: 'a', reason: 'idle-node' }]);
+    expect(s.tick()).toEqual([]); // asked once
+    s.unstaged(5n, true);
+    expect(placed(s.tick())).toEqual([5n]);
+    expect(nodeOf(s, 5)).toBe('b');
+  });
+
+  it('hands staged and unstaging processes back when their node is removed', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 1, lookahead: 2 });
+    for (let i = 1; i <= 4; i++) s.submit({ gpid: g(i) });
+    s.tick();
+    s.submit({ gpid: 7n, priority: 1 });
+    s.tick(); // 2 and 3 unstaging
+    expect(s.removeNode('a')).toEqual([1n, 2n, 3n]);
+    for (const i of [1, 2, 3]) expect(s.process(g(i))).toMatchObject({ state: 'queued', node: undefined });
+    expect(s.unstaged(2n, true)).toBe(false);
+    expect(() => s.migrated(4n, 'a')).toThrow(SchedError);
+    expect(() => s.addNode({ id: 'x', slots: 1, lookahead: -1 })).toThrow(/lookahead must be an integer/);
+  });
+});
+
 describe('randomized invariants', () => {
   for (const seed of [1, 2, 3, 42, 2024]) {
     it(`keeps every process in exactly one state and within slots over thousands of operations (seed ${seed})`, () => {
@@ -408,7 +516,10 @@ describe('randomized invariants', () => {
       let nextNode = 0;
       const nodeIds = (): string[] => s.nodes().map((n) => n.id);
       const addNode = (): void => {
-        s.addNode({ id: `n${nextNode++}`, slots: Math.floor(rnd() * 4), speed: 0.5 + rnd() * 4, load: rnd() < 0.5 ? 0 : rnd() });
+        s.addNode({
+          id: `n${nextNode++}`, slots: Math.floor(rnd() * 4), speed: 0.5 + rnd() * 4, load: rnd() < 0.5 ? 0 : rnd(),
+          lookahead: seed % 2 === 0 ? Math.floor(rnd() * 3) : 0,
+        });
       };
       for (let i = 0; i < 3; i++) addNode();
       /** nodes allowed to be over their slots: shrunk, or given a process by migrated() */
@@ -428,8 +539,16 @@ describe('randomized invariants', () => {
           if (!live.has(e.gpid)) fail(`process ${e.gpid} is listed but was never submitted or was released`);
           if (e.state === 'queued' || e.state === 'suspended') {
             if (e.node !== undefined) fail(`waiting process ${e.gpid} is on node ${e.node}`);
-          } else if (!['running', 'suspending', 'blocked'].includes(e.state)) fail(`bad state ${e.state}`);
+          } else if (!['running', 'suspending', 'blocked', 'staged', 'unstaging'].includes(e.state)) fail(`bad state ${e.state}`);
           else if (!byId.has(e.node!)) fail(`process ${e.gpid} is on unknown node ${e.node}`);
+          if (e.state === 'staged' && !byId.get(e.node!)!.staged.includes(e.gpid)) fail(`staged ${e.gpid} is not staged on ${e.node}`);
+          if ((e.state === 'staged' || e.state === 'unstaging') && e.started) fail(`staged ${e.gpid} ran before`);
+        }
+        for (const n of views) {
+          for (const p of n.staged) if (byGpid.get(p)?.state !== 'staged' || byGpid.get(p)?.node !== n.id) fail(`${p} staged on ${n.id} is ${byGpid.get(p)?.state}`);
+          if (n.staged.length > n.lookahead && decisions.some((d) => d.kind === 'stage' && d.node === n.id)) fail(`node ${n.id} staged beyond its lookahead`);
+          // a staged process waits only while its node's slots are full
+          if (n.staged.length > 0 && n.used < n.slots && decisions.length) fail(`node ${n.id} has a free slot and staged processes after a tick`);
         }
         if (entries.length !== live.size) fail(`${entries.length} listed, ${live.size} live`);
         const holders = new Set<bigint>();
@@ -459,6 +578,17 @@ describe('randomized invariants', () => {
           if (released.has(d.gpid)) fail(`decision for released process ${d.gpid}`);
           if (perProc.has(d.gpid)) fail(`two decisions for ${d.gpid} in one tick`);
           perProc.add(d.gpid);
+          if (d.kind === 'stage') {
+            const e = byGpid.get(d.gpid)!;
+            const n = byId.get(d.node)!;
+            if (!n.alive || e.state !== 'staged' || e.node !== d.node) fail(`stage of ${d.gpid} on ${d.node}: ${e.state} on ${e.node}`);
+            if (views.some((m) => m.alive && m.free > 0 && m.id !== d.node && (m.processes.length < m.slots))) {
+              // staged only when no slot was free for it (nodes it must avoid aside)
+              const placedHere = decisions.filter((x) => x.kind === 'place').length;
+              if (placedHere === 0 && !entries.some((x) => x.avoidNode !== undefined || x.preferNode !== undefined)) fail(`staged ${d.gpid} while a slot was free`);
+            }
+          }
+          if (d.kind === 'unstage' && byGpid.get(d.gpid)?.state !== 'unstaging') fail(`unstage of ${d.gpid} left it ${byGpid.get(d.gpid)?.state}`);
           if (d.kind === 'migrate' || d.kind === 'place') {
             const to = byId.get(d.kind === 'place' ? d.node : d.to)!;
             if (!to.alive) fail(`${d.kind} to dead node ${to.id}`);
@@ -469,6 +599,7 @@ describe('randomized invariants', () => {
       };
 
       let placements = 0;
+      let stagings = 0;
       for (let step = 0; step < 3000; step++) {
         const r = rnd();
         const entries = s.list();
@@ -485,6 +616,7 @@ describe('randomized invariants', () => {
         } else if (r < 0.45) {
           decisions = s.tick();
           placements += decisions.filter((d) => d.kind === 'place').length;
+          stagings += decisions.filter((d) => d.kind === 'stage').length;
         } else if (r < 0.6) {
           const gp = pick(rnd() < 0.9 ? of('running', 'suspending', 'blocked') : [...live]);
           if (gp !== undefined) {
@@ -495,6 +627,16 @@ describe('randomized invariants', () => {
         } else if (r < 0.68) {
           const gp = pick(of('suspending'));
           if (gp !== undefined) expect(s.suspended(gp)).toBe(true);
+          // the node answers an unstage: given back, or begun already
+          const us = pick(of('unstaging'));
+          if (us !== undefined) {
+            // (a node begins a staged process only when a slot frees; its answer may still overtake that news)
+            const node = s.process(us)!.node!;
+            const ok = rnd() < 0.7 || s.nodes().find((x) => x.id === node)!.used > s.nodes().find((x) => x.id === node)!.slots;
+            expect(s.unstaged(us, ok)).toBe(true);
+            const n = s.nodes().find((x) => x.id === node)!;
+            if (!ok && n.used > n.slots) overOk.set(node, Math.max(n.used, overOk.get(node) ?? 0));
+          }
         } else if (r < 0.74) {
           const gp = pick(of('running', 'suspending'));
           if (gp !== undefined) s.block(gp);
@@ -516,8 +658,9 @@ describe('randomized invariants', () => {
           const id = pick(nodeIds());
           if (id !== undefined && s.nodes().length > 1) {
             const before = s.nodes().find((n) => n.id === id)!;
+            const unstaging = s.list().filter((e) => e.state === 'unstaging' && e.node === id).map((e) => e.gpid);
             const lost = s.removeNode(id);
-            expect(new Set(lost)).toEqual(new Set([...before.processes, ...before.blocked]));
+            expect(new Set(lost)).toEqual(new Set([...before.processes, ...before.blocked, ...before.staged, ...unstaging]));
             for (const gp of lost) expect(s.process(gp)).toMatchObject({ state: 'queued', node: undefined });
           }
         } else if (r < 0.95) {
@@ -535,12 +678,17 @@ describe('randomized invariants', () => {
         check(decisions);
       }
       expect(placements).toBeGreaterThan(100);
+      if (seed % 2 === 0) expect(stagings).toBeGreaterThan(20);
 
       // liveness: with healthy nodes, everything left runs to completion
       for (const n of s.nodes()) s.updateNode(n.id, { alive: true, slots: Math.max(1, n.slots) });
       for (let round = 0; round < 10_000 && live.size > 0; round++) {
         for (const gp of s.list().filter((e) => e.state === 'blocked').map((e) => e.gpid)) s.unblock(gp);
         for (const gp of s.list().filter((e) => e.state === 'suspending').map((e) => e.gpid)) s.suspended(gp);
+        for (const e of s.list().filter((x) => x.state === 'unstaging')) {
+          const n = s.nodes().find((x) => x.id === e.node)!;
+          s.unstaged(e.gpid, n.used >= n.slots || rnd() < 0.5);
+        }
         check(s.tick());
         const running = s.list().filter((e) => e.state === 'running');
         const done = pick(running);
