@@ -27,40 +27,48 @@ function matches(pattern: string[], subject: string[]): boolean {
 
 /**
  * The in-process Bus: delivery is asynchronous (a microtask later, in publish order per subscriber), like a
- * network carrier, so a handler never runs inside its publisher's call. Messages are passed by reference.
+ * network carrier, so a handler never runs inside its publisher's call. Messages are passed by reference. A
+ * message published before a subscription ends but delivered after it is dropped for that subscription.
  */
 export class LocalBus implements Bus {
-  private subs: Array<{ pattern: string[]; handler: Handler }> = [];
+  private subs: Sub[] = [];
+  /** the subscriptions each subject reaches (a grid publishes on a handful of subjects, thousands of times) */
+  private routes = new Map<string, Sub[]>();
   private closed = false;
-  private queue: Array<() => void> = [];
+  private queue: Delivery[] = [];
+  private head = 0;
   private draining = false;
 
   publish(subject: string, msg: Message): void {
     if (this.closed) return;
-    const tokens = subject.split('.');
-    for (const s of this.subs) {
-      if (matches(s.pattern, tokens)) {
-        const h = s.handler;
-        this.queue.push(() => {
-          if (this.subs.some((x) => x.handler === h)) h(msg, subject);
-        });
-      }
+    let route = this.routes.get(subject);
+    if (!route) {
+      const tokens = subject.split('.');
+      route = this.subs.filter((s) => matches(s.pattern, tokens));
+      this.routes.set(subject, route);
     }
-    this.drain();
+    for (let i = 0; i < route.length; i++) this.queue.push({ sub: route[i]!, msg, subject });
+    if (route.length) this.drain();
   }
 
   subscribe(subject: string, handler: Handler): () => void {
-    const entry = { pattern: subject.split('.'), handler };
+    const entry: Sub = { pattern: subject.split('.'), handler, active: true };
     this.subs.push(entry);
+    this.routes.clear();
     return () => {
+      entry.active = false;
       this.subs = this.subs.filter((s) => s !== entry);
+      this.routes.clear();
     };
   }
 
   close(): void {
     this.closed = true;
+    for (const s of this.subs) s.active = false;
     this.subs = [];
+    this.routes.clear();
     this.queue = [];
+    this.head = 0;
   }
 
   private drain(): void {
@@ -68,18 +76,33 @@ export class LocalBus implements Bus {
     this.draining = true;
     void Promise.resolve().then(() => {
       try {
-        while (this.queue.length) {
-          const f = this.queue.shift()!;
+        while (this.head < this.queue.length) {
+          const d = this.queue[this.head++]!;
+          if (!d.sub.active) continue;
           try {
-            f();
+            d.sub.handler(d.msg, d.subject);
           } catch (e) {
             // a failing handler must not stop delivery to others; report it asynchronously
             void Promise.reject(e);
           }
         }
       } finally {
+        this.queue = [];
+        this.head = 0;
         this.draining = false;
       }
     });
   }
+}
+
+interface Sub {
+  pattern: string[];
+  handler: Handler;
+  active: boolean;
+}
+
+interface Delivery {
+  sub: Sub;
+  msg: Message;
+  subject: string;
 }

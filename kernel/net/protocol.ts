@@ -81,9 +81,17 @@ export type NodeCommand =
       /** the answer to the blocking call the snapshot was taken at */
       resolve?: CallResult;
       policy?: CheckpointPolicy;
+      /**
+       * staged (the scheduler's lookahead): the node is busy; it queues the start and begins it when a slot frees,
+       * unless it is taken back first ('control' 'unstage')
+       */
+      staged?: boolean;
     }
-  /** 'precopy': a full pre-copy of a running process; 'precopy-delta': another round, a delta of the last one */
-  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill' | 'precopy' | 'precopy-delta'; reason?: string }
+  /**
+   * 'precopy': a full pre-copy of a running process; 'precopy-delta': another round, a delta of the last one;
+   * 'unstage': give a staged start back if it has not begun (answered by 'unstaged')
+   */
+  | { t: 'control'; gpid: Gpid; action: 'suspend' | 'checkpoint' | 'kill' | 'precopy' | 'precopy-delta' | 'unstage'; reason?: string }
   /**
    * pre-copy: load this full snapshot of a running process now, so that its start needs only a delta; with `delta`,
    * a later round: apply it to what was prepared
@@ -113,7 +121,9 @@ export type NodeEvent =
   | { t: 'trap'; node: string; gpid: Gpid; reason: string; message: string; stack: string[]; usage: Usage }
   | { t: 'error'; node: string; gpid: Gpid; message: string }
   /** the node lost this process (its runner thread died) and has no local checkpoint of it: recover it */
-  | { t: 'lost'; node: string; gpid: Gpid; why: string };
+  | { t: 'lost'; node: string; gpid: Gpid; why: string }
+  /** the answer to 'unstage': ok, the staged start will not run here; not ok, it had begun (it runs here) */
+  | { t: 'unstaged'; node: string; gpid: Gpid; ok: boolean };
 
 /**
  * A snapshot handed over between threads of one process without encoding: the VM state and a copy of memory
@@ -151,7 +161,7 @@ export type Message = NodeCommand | NodeEvent;
 
 const MESSAGE_TYPES = new Set([
   'module', 'start', 'control', 'prepare', 'drop', 'fault', 'shutdown',
-  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error', 'lost',
+  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error', 'lost', 'unstaged',
 ]);
 
 export class ProtocolError extends Error {
@@ -211,5 +221,6 @@ export function validateMessage(m: unknown): Message {
   }
   if (t === 'module') needBytes('bytes');
   if (t === 'exit') needNum('code');
+  if (t === 'unstaged' && typeof o.ok !== 'boolean') throw new ProtocolError('message unstaged: field ok must be a boolean');
   return m as Message;
 }

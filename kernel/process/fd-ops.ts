@@ -115,9 +115,9 @@ export function fdWrite(p: Process, fd: number, iovs: Uint8Array[]): number {
     for (const b of iovs) total += b.length;
     if (total === 0) return 0;
     // one copy of all the iovecs (printf's writev has two): the callee may keep the bytes, and guest memory changes
-    // under it
+    // under it (a borrowing callee gets one iovec as it is: a view of guest memory for the call)
     let bytes: Uint8Array;
-    if (iovs.length === 1) bytes = iovs[0]!.slice();
+    if (iovs.length === 1) bytes = p.opts.borrowOutput ? iovs[0]! : iovs[0]!.slice();
     else {
       bytes = new Uint8Array(total);
       let o = 0;

@@ -27,9 +27,14 @@ export interface ProcessOptions {
   /** each becomes a preopened directory fd (3, 4, ... in order) */
   mounts: MountSpec[];
   platform: HostPlatform;
-  /** called synchronously with a copy of the bytes (the callee may keep it) */
+  /**
+   * Called synchronously with a copy of the bytes (the callee may keep it); with `borrowOutput`, with a view that
+   * is valid only during the call (often of guest memory: the callee copies what it keeps).
+   */
   stdout(bytes: Uint8Array): void;
   stderr(bytes: Uint8Array): void;
+  /** stdout/stderr receive borrowed views, not copies (a sink that gathers output into its own buffer) */
+  borrowOutput?: boolean;
   /** synchronous; null or empty means EOF */
   stdin?(max: number): Uint8Array | null;
   /** fd table capacity (default 1024): opening more fails with MFILE */

@@ -7,7 +7,18 @@ import type { Bus, NodeCommand, NodeEvent } from '../../kernel/index.js';
 import { Control, type InstrumentInfo } from '../../vm/runtime.js';
 import { JOB_STACK_MB } from '../job-thread.js';
 import { startWorker } from '../workers.js';
-import { PRECOPY_DELTA_FLAG, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import {
+  CONTROL_SLOTS,
+  CONTROL_WORDS,
+  PRECOPY_DELTA_FLAG,
+  PRECOPY_FLAG,
+  slotWords,
+  UNSTAGED,
+  type LocalCheckpointEvent,
+  type RecycleEvent,
+  type RunnerCommand,
+  type RunnerData,
+} from './runner-types.js';
 
 /**
  * Spare buffers for raw snapshots, shared by the thread nodes of this process: buffers that carried a migrated
@@ -45,15 +56,24 @@ export function newSparePool(): SparePool {
 
 interface Runner {
   worker: Worker;
-  control: Int32Array;
+  control: SharedArrayBuffer;
   /** the process it runs, or holds prepared for a migration */
   gpid: number | undefined;
+  /** staged starts queued behind it, in the order they were given */
+  queue: number[];
+  /** the process each control slot is given to */
+  slots: Array<number | undefined>;
   modules: Set<string>;
 }
 
 interface Hosted {
   runner: Runner;
+  slot: number;
+  /** the slot's control words (runner-types.ts RunnerData) */
+  words: Int32Array;
 }
+
+const isIdle = (r: Runner): boolean => r.gpid === undefined && r.queue.length === 0;
 
 /** Runner threads a node keeps beyond its busy ones are capped: an idle one is kept ready, not more. */
 const MAX_WARM_RUNNERS = 64;
@@ -128,13 +148,27 @@ export class NodeHost {
         return;
       case 'control': {
         const h = this.procs.get(m.gpid);
+        if (m.action === 'unstage' || (m.action === 'kill' && h)) {
+          // a start the runner has not begun is taken back whole: it never runs here (one compare-and-swap against
+          // the runner's own when it reaches the start)
+          const taken = !!h && Atomics.compareExchange(h.words, 2, 0, UNSTAGED) === 0;
+          if (taken) this.forget(h, m.gpid);
+          if (m.action === 'unstage') {
+            this.emit({ t: 'unstaged', node: this.id, gpid: m.gpid, ok: taken });
+            return;
+          }
+          if (taken) {
+            this.emit({ t: 'trap', node: this.id, gpid: m.gpid, reason: 'killed', message: 'killed before it began', stack: [], usage: { fuelUsed: 0, cpuMs: 0, memoryPeakBytes: 0, checkpoints: 0 } });
+            return;
+          }
+        }
         if (!h) return; // already gone: the coordinator learns it from the exit event
         const v = m.action === 'kill' ? Control.KILL : m.action === 'suspend' ? Control.SUSPEND : Control.CHECKPOINT;
         // the words were cleared when this process was given to the runner, so they can be set at once, even
         // before the runner has begun it (it reads them at its first safe point)
-        if (m.action === 'precopy') Atomics.store(h.runner.control, 1, PRECOPY_FLAG);
-        else if (m.action === 'precopy-delta') Atomics.store(h.runner.control, 1, PRECOPY_DELTA_FLAG);
-        Atomics.store(h.runner.control, 0, v);
+        if (m.action === 'precopy') Atomics.store(h.words, 1, PRECOPY_FLAG);
+        else if (m.action === 'precopy-delta') Atomics.store(h.words, 1, PRECOPY_DELTA_FLAG);
+        Atomics.store(h.words, 0, v);
         return;
       }
       case 'prepare':
@@ -162,11 +196,11 @@ export class NodeHost {
 
   /** A runner that is free now, and keep one more warm behind it for the next start or migration. */
   private idleRunner(): Runner {
-    const free = this.runners.find((r) => r.gpid === undefined);
+    const free = this.runners.find(isIdle);
     if (free) {
-      if (!this.closed && !this.runners.some((r) => r !== free && r.gpid === undefined) && this.runners.length < MAX_WARM_RUNNERS) {
+      if (!this.closed && !this.runners.some((r) => r !== free && isIdle(r)) && this.runners.length < MAX_WARM_RUNNERS) {
         setImmediate(() => {
-          if (!this.closed && !this.runners.some((r) => r.gpid === undefined)) this.newRunner();
+          if (!this.closed && !this.runners.some(isIdle)) this.newRunner();
         });
       }
       return free;
@@ -174,11 +208,46 @@ export class NodeHost {
     return this.newRunner();
   }
 
+  /**
+   * For a staged start: the busy runner with the shortest queue (it begins the start when its process ends), not
+   * one holding a pre-copy; an idle runner if there is no such runner with a free control slot.
+   */
+  private stagingRunner(): Runner {
+    let best: Runner | undefined;
+    for (const r of this.runners) {
+      if (r.gpid === undefined || this.prepared.get(r.gpid) === r || r.queue.length + 1 >= CONTROL_SLOTS) continue;
+      if (!best || r.queue.length < best.queue.length) best = r;
+    }
+    return best ?? this.idleRunner();
+  }
+
+  /** Give process `gpid` a control slot of runner r, its words cleared. */
+  private claimSlot(r: Runner, gpid: number): Hosted {
+    let slot = r.slots.indexOf(undefined);
+    if (slot < 0) throw new Error(`runner of node ${this.id} has no free control slot`);
+    r.slots[slot] = gpid;
+    const words = slotWords(r.control, slot);
+    for (let i = 0; i < CONTROL_WORDS; i++) Atomics.store(words, i, 0);
+    return { runner: r, slot, words };
+  }
+
+  /** A process leaves its runner (ended, or taken back before it began). */
+  private forget(h: Hosted, gpid: number): void {
+    const r = h.runner;
+    if (r.slots[h.slot] === gpid) r.slots[h.slot] = undefined;
+    const i = r.queue.indexOf(gpid);
+    if (i >= 0) r.queue.splice(i, 1);
+    if (r.gpid === gpid) r.gpid = r.queue.shift();
+    this.procs.delete(gpid);
+    this.starts.delete(gpid);
+    this.locals.delete(gpid);
+  }
+
   private newRunner(): Runner {
-    const control = new SharedArrayBuffer(8);
+    const control = new SharedArrayBuffer(CONTROL_SLOTS * CONTROL_WORDS * 4);
     const data: RunnerData = { node: this.id, control };
     const worker = startWorker('grid/runner', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB } });
-    const r: Runner = { worker, control: new Int32Array(control), gpid: undefined, modules: new Set() };
+    const r: Runner = { worker, control, gpid: undefined, queue: [], slots: new Array<number | undefined>(CONTROL_SLOTS).fill(undefined), modules: new Set() };
     worker.on('message', (e: NodeEvent | RecycleEvent | LocalCheckpointEvent | NodeEvent[]) => {
       if (Array.isArray(e)) for (const x of e) this.onRunnerEvent(r, x);
       else this.onRunnerEvent(r, e);
@@ -190,9 +259,14 @@ export class NodeHost {
     worker.on('exit', () => {
       const i = this.runners.indexOf(r);
       if (i >= 0) this.runners.splice(i, 1);
-      const gpid = r.gpid;
+      // its process, and the starts staged behind it (they never began: the origin places them again)
+      const lost = r.gpid !== undefined ? [r.gpid, ...r.queue] : [...r.queue];
       r.gpid = undefined;
-      if (gpid !== undefined && !this.closed && this.procs.has(gpid)) this.runnerLost(gpid, died || 'its runner thread exited');
+      r.queue.length = 0;
+      r.slots.fill(undefined);
+      for (const gpid of lost) {
+        if (!this.closed && this.procs.has(gpid)) this.runnerLost(gpid, died || 'its runner thread exited');
+      }
     });
     this.runners.push(r);
     return r;
@@ -207,7 +281,8 @@ export class NodeHost {
     const start = this.starts.get(gpid);
     const local = this.locals.get(gpid);
     if (start && local) {
-      const { base: _b, mids: _m, prepared: _p, resolve: _r, spare: _s, ...rest } = start as typeof start & { spare?: unknown };
+      // (only a process that began has a local checkpoint; it continues on an idle runner)
+      const { base: _b, mids: _m, prepared: _p, resolve: _r, spare: _s, staged: _st, ...rest } = start as typeof start & { spare?: unknown };
       void this.startProcess({ ...rest, snapshot: local });
       return;
     }
@@ -259,23 +334,23 @@ export class NodeHost {
     this.locals.delete(m.gpid);
     const held = m.prepared ? this.prepared.get(m.gpid) : undefined;
     this.prepared.delete(m.gpid);
-    const r = held ?? this.idleRunner();
-    r.gpid = m.gpid;
-    Atomics.store(r.control, 0, 0);
-    Atomics.store(r.control, 1, 0);
-    const hosted: Hosted = { runner: r };
+    // a staged start queues behind a busy runner's process (the runner's port keeps it until that one ends)
+    const r = held ?? (m.staged ? this.stagingRunner() : this.idleRunner());
+    if (r.gpid === undefined || r.gpid === m.gpid) r.gpid = m.gpid;
+    else r.queue.push(m.gpid);
+    const hosted = this.claimSlot(r, m.gpid);
     this.procs.set(m.gpid, hosted);
     try {
       if (m.prepared && !held) throw new Error(`process ${m.gpid} was not prepared on node ${this.id}`);
       await this.ensureModule(r, m.hash);
     } catch (e) {
-      this.procs.delete(m.gpid);
-      r.gpid = undefined;
+      this.forget(hosted, m.gpid);
       this.emit({ t: 'error', node: this.id, gpid: m.gpid, message: (e as Error).message });
       return;
     }
+    if (this.procs.get(m.gpid) !== hosted) return; // taken back (unstaged or killed) before it was sent
     const cmd: RunnerCommand = {
-      t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters,
+      t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters, slot: hosted.slot,
       ...(m.snapshot ? { snapshot: m.snapshot } : {}),
       ...(m.raw ? { raw: m.raw } : {}),
       ...(m.base ? { base: m.base } : {}),
@@ -317,18 +392,28 @@ export class NodeHost {
       return;
     }
     if (ev.t === 'checkpoint') this.locals.set(ev.gpid, ev.snapshot);
-    if (ev.t === 'exit' || ev.t === 'trap' || ev.t === 'suspended' || ev.t === 'blocked' || ev.t === 'error') {
-      this.starts.delete(ev.gpid);
-      this.locals.delete(ev.gpid);
-    }
     const e = ev;
     if (e.t === 'prepared' && !e.ok) {
       this.prepared.delete(e.gpid);
-      if (r.gpid === e.gpid) r.gpid = undefined;
+      if (r.gpid === e.gpid) r.gpid = r.queue.shift();
+    }
+    if (e.t === 'started' && r.gpid !== e.gpid) {
+      // a staged start began (its runner's order is the truth)
+      const i = r.queue.indexOf(e.gpid);
+      if (i >= 0) {
+        r.queue.splice(i, 1);
+        if (r.gpid !== undefined) r.queue.unshift(r.gpid);
+        r.gpid = e.gpid;
+      }
     }
     if (e.t === 'exit' || e.t === 'trap' || e.t === 'suspended' || e.t === 'blocked' || e.t === 'error') {
-      if (r.gpid === e.gpid) r.gpid = undefined;
-      this.procs.delete(e.gpid);
+      const h = this.procs.get(e.gpid);
+      if (h?.runner === r) this.forget(h, e.gpid);
+      else {
+        this.starts.delete(e.gpid);
+        this.locals.delete(e.gpid);
+        if (r.gpid === e.gpid) r.gpid = r.queue.shift();
+      }
     }
     this.emit(e);
   }

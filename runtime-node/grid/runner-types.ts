@@ -6,10 +6,22 @@ import type { InstrumentInfo } from '../../vm/runtime.js';
 
 export interface RunnerData {
   node: string;
-  /** Int32Array[2] over this SAB: [0] the vm Control word for the process being run, [1] 1 = the next checkpoint
-   * the control word asks for is a migration pre-copy */
+  /**
+   * CONTROL_SLOTS slots of CONTROL_WORDS Int32 words, one slot per start given to the runner (the one it runs and
+   * those queued behind it): [0] the vm Control word of that process, [1] PRECOPY_FLAG / PRECOPY_DELTA_FLAG = the
+   * next checkpoint the control word asks for is a migration's pre-copy, [2] BEGUN once the runner has begun the
+   * start, UNSTAGED if the node took it back first (compare-and-swap from 0 decides which).
+   */
   control: SharedArrayBuffer;
 }
+
+export const CONTROL_WORDS = 4;
+/** starts a runner holds at once: the one it runs and up to CONTROL_SLOTS - 1 staged behind it */
+export const CONTROL_SLOTS = 8;
+export const BEGUN = 1;
+export const UNSTAGED = 2;
+/** The control words of `slot` in a runner's control buffer. */
+export const slotWords = (control: SharedArrayBuffer, slot: number): Int32Array => new Int32Array(control, slot * CONTROL_WORDS * 4, CONTROL_WORDS);
 
 /** Messages from the NodeHost to a runner. */
 export type RunnerCommand =
@@ -31,6 +43,8 @@ export type RunnerCommand =
       policy?: CheckpointPolicy;
       /** a used (so already page-faulted) buffer to copy memory into if the process is suspended to a raw snapshot */
       spare?: ArrayBufferLike;
+      /** its control slot (RunnerData.control) */
+      slot: number;
     };
 
 /** Runner -> NodeHost only (never forwarded): a local checkpoint that is not exported, kept by the node. */

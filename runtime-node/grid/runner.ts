@@ -36,38 +36,95 @@ import {
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
 import { migrationFileName, readAll, spareFiles, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
-import { PRECOPY_DELTA_FLAG, PRECOPY_FLAG, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { BEGUN, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, slotWords, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
-const controlWord = new Int32Array(control);
 const modules = new Map<string, { module: WebAssembly.Module; info: InstrumentInfo }>();
 const pages = createPageEngine('auto');
 /**
  * Output is batched: chunks wait here and leave with the next event (so a short job's output and exit are one
  * message) or at a safe point once OUTPUT_FLUSH_MS have passed or OUTPUT_FLUSH_BYTES are waiting. Every event is
- * preceded by the output before it, so the origin never sees a checkpoint before the output it covers.
+ * preceded by the output before it, so the origin never sees a checkpoint before the output it covers. The bytes
+ * are gathered in one buffer (the kernel lends each write's bytes: ProcessOptions.borrowOutput), consecutive
+ * writes of one stream become one output event, and a batch carries all its bytes in one transferred buffer: a
+ * job that prints 8 lines sends one output event, not 8 events with a buffer each.
  */
 const OUTPUT_FLUSH_MS = 10;
 const OUTPUT_FLUSH_BYTES = 64 * 1024;
-let pendingOut: NodeEvent[] = [];
-let pendingBytes = 0;
+/** output waiting in outBuf[s, e), filled into an output event at the flush */
+interface OutRun {
+  t: 'run';
+  gpid: number;
+  fd: 1 | 2;
+  offset: number;
+  s: number;
+  e: number;
+}
+let pendingOut: Array<NodeEvent | OutRun> = [];
+let outBuf = new Uint8Array(16 * 1024);
+let outUsed = 0;
 let pendingSince = 0;
-/** a fresh start's 'started' waits in pendingOut: flush it at the first safe point */
+/** pendingOut holds a fresh start's 'started' or an earlier process's end: flush it at the first safe point */
 let startedQueued = false;
+
+/** Stream `fd` of `gpid` wrote `bytes` (at `offset` of that stream): into the batch. */
+function addOutput(gpid: number, fd: 1 | 2, offset: number, bytes: Uint8Array): void {
+  if (!pendingOut.length) pendingSince = performance.now();
+  const n = bytes.length;
+  if (outUsed + n > outBuf.length) {
+    const bigger = new Uint8Array(Math.max(outBuf.length * 2, outUsed + n));
+    bigger.set(outBuf.subarray(0, outUsed));
+    outBuf = bigger;
+  }
+  outBuf.set(bytes, outUsed);
+  const last = pendingOut[pendingOut.length - 1];
+  if (last?.t === 'run' && last.gpid === gpid && last.fd === fd && last.e === outUsed && last.offset + (last.e - last.s) === offset) last.e += n;
+  else pendingOut.push({ t: 'run', gpid, fd, offset, s: outUsed, e: outUsed + n });
+  outUsed += n;
+  if (outUsed >= OUTPUT_FLUSH_BYTES) flushOutput();
+}
+
 /** Send the waiting output (and a queued 'started'), then `m` if given, as one message. */
 const send = (m?: NodeEvent, transfer: ArrayBuffer[] = []) => {
   startedQueued = false;
+  flushDue = false;
   if (!pendingOut.length) {
     if (m) parentPort!.postMessage(m, transfer);
     return;
   }
-  const batch = m ? [...pendingOut, m] : pendingOut;
+  // the batch's bytes in one buffer of their own, handed over (transferred), each output event a view of it
+  const bytes = outUsed ? outBuf.slice(0, outUsed) : undefined;
+  const batch: NodeEvent[] = new Array(pendingOut.length + (m ? 1 : 0));
+  for (let i = 0; i < pendingOut.length; i++) {
+    const x = pendingOut[i]!;
+    batch[i] = x.t === 'run' ? { t: 'output', node, gpid: x.gpid, fd: x.fd, offset: x.offset, bytes: bytes!.subarray(x.s, x.e) } : x;
+  }
+  if (m) batch[pendingOut.length] = m;
   pendingOut = [];
-  pendingBytes = 0;
+  outUsed = 0;
+  if (bytes) transfer.push(bytes.buffer);
   parentPort!.postMessage(batch, transfer);
 };
 const post = (m: NodeEvent, transfer: ArrayBuffer[] = []) => send(m, transfer);
 const flushOutput = () => send();
+/**
+ * An end (exit, trap) leaves with the next batch: once this thread has handled the messages already queued for it
+ * (setImmediate), so a run of staged tiny jobs reports in one message; or earlier, at the first safe point of the
+ * process that runs next, or when that one begins more than FLUSH_AT_BEGIN_MS later.
+ */
+const FLUSH_AT_BEGIN_MS = 2;
+let flushDue = false;
+const postSoon = (m: NodeEvent) => {
+  if (!pendingOut.length) pendingSince = performance.now();
+  pendingOut.push(m);
+  startedQueued = true;
+  if (!flushDue) {
+    flushDue = true;
+    setImmediate(() => {
+      if (flushDue) flushOutput();
+    });
+  }
+};
 /**
  * The pre-copy of a process about to arrive here (decoded, checksums verified): a full snapshot and the deltas of
  * later rounds, oldest first, all applied to `memory`
@@ -129,8 +186,18 @@ parentPort!.on('message', (m: RunnerCommand) => {
     }
     return;
   }
+  // begin it unless the node took it back while it waited here (staged): one compare-and-swap decides
+  const words = slotWords(control, m.slot);
+  if (Atomics.compareExchange(words, 2, 0, BEGUN) !== 0) {
+    recycle(m.spare);
+    // a migration's memory file that will not be read is ours: keep it as a spare (or remove it)
+    const snap = m.snapshot;
+    if (snap && !(snap instanceof Uint8Array) && snap.file) spareFiles.adopt(snap.file);
+    return;
+  }
+  if (pendingOut.length && performance.now() - pendingSince >= FLUSH_AT_BEGIN_MS) flushOutput();
   try {
-    runProcess(m);
+    runProcess(m, words);
   } catch (e) {
     post({ t: 'error', node, gpid: m.gpid, message: `${(e as Error).name}: ${(e as Error).message}` });
   }
@@ -243,7 +310,7 @@ function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>, info: InstrumentInf
   return { snap: snapshotFromChain(chain), apply: (dst) => applyChain(chain, dst) };
 }
 
-function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
+function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int32Array): void {
   const mod = modules.get(m.hash);
   if (!mod) throw new Error(`module ${m.hash.slice(0, 16)} was not sent to this node`);
   const job: CompiledJob = { hash: m.hash, sourceHash: '', bytes: new Uint8Array(0), module: mod.module, info: mod.info, cached: true };
@@ -253,11 +320,9 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   const gpid = m.gpid;
   const offsets = { 1: from?.snap.stdoutBytes ?? 0, 2: from?.snap.stderrBytes ?? 0 };
   const out = (fd: 1 | 2) => (bytes: Uint8Array) => {
-    if (!pendingOut.length) pendingSince = performance.now();
-    pendingOut.push({ t: 'output', node, gpid, fd, offset: offsets[fd], bytes });
-    pendingBytes += bytes.length;
-    if (pendingBytes >= OUTPUT_FLUSH_BYTES) flushOutput();
+    const at = offsets[fd];
     offsets[fd] += bytes.length;
+    addOutput(gpid, fd, at, bytes);
   };
   const mounts: MountSpec[] = m.spec.mounts.map((x) => ({ guest: x.guest, kind: x.kind, ...(x.host ? { host: x.host } : {}), readonly: !!x.readonly }));
   const g = m.spec.grid;
@@ -270,7 +335,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
     };
   const proc = new Process(
     {
-      args: [m.spec.name, ...m.spec.args], env: m.spec.env, mounts, platform: nodePlatform(), stdout: out(1), stderr: out(2),
+      args: [m.spec.name, ...m.spec.args], env: m.spec.env, mounts, platform: nodePlatform(), stdout: out(1), stderr: out(2), borrowOutput: true,
       grid: { gpid: BigInt(g.gpid), parent: BigInt(g.parent), rank: g.rank, size: g.size, node }, procInfo,
     },
     from?.snap.kernel,
@@ -361,10 +426,10 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>): void {
   if (outcome.kind !== 'suspended' || m.raw !== 'memory') recycle(m.spare);
   // the instance is done with its memory (a snapshot holds a copy): keep it for the next restore here
   if (memLimits) mempool.give(machine.memory);
-  if (outcome.kind === 'exit') post({ t: 'exit', node, gpid, code: outcome.code, usage: usage(machine) });
+  if (outcome.kind === 'exit') postSoon({ t: 'exit', node, gpid, code: outcome.code, usage: usage(machine) });
   else if (outcome.kind === 'trap') {
     const t = outcome.trap;
-    post({ t: 'trap', node, gpid, reason: t.reason, message: t.message, stack: t.guestStack, usage: usage(machine) });
+    postSoon({ t: 'trap', node, gpid, reason: t.reason, message: t.message, stack: t.guestStack, usage: usage(machine) });
   } else if (outcome.kind === 'blocked') {
     const { bytes } = encode(outcome.snapshot);
     const c = outcome.call;

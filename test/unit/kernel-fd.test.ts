@@ -27,6 +27,16 @@ describe('stdio', () => {
     expect(g.proc.stderrBytes).toBe(4);
   });
 
+  it('with borrowOutput, one iovec reaches the sink as a view of guest memory, several as one gathered copy', () => {
+    const g = new Guest({ borrowOutput: true });
+    const seen: Array<{ text: string; guest: boolean }> = [];
+    g.proc.opts.stdout = (b) => seen.push({ text: dec.decode(b), guest: b.buffer === g.mem.buffer });
+    expect(g.write(1, 'one line\n')).toEqual([0, 9]);
+    expect(g.write(1, 'two ', 'parts\n')).toEqual([0, 10]);
+    expect(seen).toEqual([{ text: 'one line\n', guest: true }, { text: 'two parts\n', guest: false }]);
+    expect(g.proc.stdoutBytes).toBe(19);
+  });
+
   it('fd_fdstat_get reports stdio as a character device without seek rights', () => {
     const g = new Guest();
     const p = g.alloc(24);

@@ -23,6 +23,7 @@ export interface GuestOptions {
   stdin?: (max: number) => Uint8Array | null;
   state?: ProcessState;
   maxFds?: number;
+  borrowOutput?: boolean;
 }
 
 /** A process plus a memory and a bump allocator, standing in for a guest. */
@@ -45,6 +46,7 @@ export class Guest {
         stderr: (b) => this.err.push(b),
         ...(o.stdin ? { stdin: o.stdin } : {}),
         ...(o.maxFds ? { maxFds: o.maxFds } : {}),
+        ...(o.borrowOutput ? { borrowOutput: true } : {}),
       },
       o.state,
     );
