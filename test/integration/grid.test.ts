@@ -80,11 +80,12 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
     { guest: 'nbody', args: ['60000000'], precopy: true },
     { guest: 'fileio', args: ['/data', '1500'], dir: true, precopy: true },
     { guest: 'malloc_churn', args: ['6', '3000000'], isolate: 'process' as const },
-    // deep call stacks most of the time (Ackermann, trees 32k-88k deep; Asyncify's window at offset 0 then covers
+    // deep call stacks much of the time (Ackermann, trees 32k-88k deep; Asyncify's window at offset 0 then covers
     // up to MiBs), moved every 40 ms: each suspension writes memory straight to its file and repairs the window from
-    // it (shm-files.ts). The output alone would not show a bad repair (the window lies in the unused part of the
-    // shadow stack at the bottom of memory): test/unit/shm-files.test.ts compares the captured state itself.
-    { guest: 'recursion', args: ['16', '20'], isolate: 'process' as const, everyMs: 40 },
+    // it (shm-files.ts). fib up to 38 makes it ~1.5 s, ~30 moves (with fib 20 it could end in 0.6 s, before the
+    // 10th). The output alone would not show a bad repair (the window lies in the unused part of the shadow stack
+    // at the bottom of memory): test/unit/shm-files.test.ts compares the captured state itself.
+    { guest: 'recursion', args: ['16', '38'], isolate: 'process' as const, everyMs: 40 },
     // 12 MiB: each pre-copy takes a second round (a delta of the first) before the freeze
     { guest: 'memtouch', args: ['12', '6000', '300000'], precopy: true, rounds: 2 },
     { guest: 'memtouch', args: ['12', '6000', '300000'], precopy: true, rounds: 2, isolate: 'process' as const },
