@@ -65,6 +65,12 @@ export interface MachineOptions {
    */
   captureBuffer?: (action: CaptureAction, bytes: number) => Uint8Array | undefined;
   /**
+   * With a captureBuffer that is used: the copy into it goes in chunks of CAPTURE_CHUNK bytes from offset 0, and
+   * this is called after each with the bytes copied so far (the last call with all of them), so another thread can
+   * read the copied part while the rest is copied (a migration streaming memory to its target).
+   */
+  captureProgress?: (copied: number) => void;
+  /**
    * Instead of a copy: somewhere the live memory is stored at the safe point (a file, for a suspension that leaves
    * through one), which then serves as the backup for Asyncify's window. Asked at the start of each capture of a
    * module without dirty-page tracking (after captureBuffer); return undefined for the usual copy. With a sink, the
@@ -169,6 +175,8 @@ interface AsyncifyExports {
 }
 
 const DEFAULT_SLICE = 200_000;
+/** MachineOptions.captureProgress: bytes per chunk of the capture copy (64 pages) */
+export const CAPTURE_CHUNK = 4 * 1024 * 1024;
 
 /**
  * One job instance: a Wasm instance of an instrumented module, linked to its kernel process. Runs synchronously
@@ -603,7 +611,16 @@ export class Machine {
       }
       // with a sink, the job's memory is the snapshot's once the window is repaired from the sink
       if (this.sink) area = mem;
-      else {
+      else if (own && own.length >= mem.length && this.opts.captureProgress) {
+        area = own;
+        const progress = this.opts.captureProgress;
+        for (let at = 0; at < mem.length; ) {
+          const end = Math.min(mem.length, at + CAPTURE_CHUNK);
+          area.set(mem.subarray(at, end), at);
+          at = end;
+          progress(at);
+        }
+      } else {
         area = own && own.length >= mem.length ? own : this.opts.pages.area(mem.length);
         area.set(mem);
       }

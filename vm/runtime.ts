@@ -3,7 +3,7 @@
 // instrumenter pulls in binaryen (~0.5 s and tens of MiB per thread).
 export { compileInstrumented, sha256Hex, type CompiledJob } from './compiled.js';
 export type { InstrumentInfo } from './instrument.js';
-export { Machine, Control, type MachineOptions, type CaptureSink, type Snapshot, type RunOutcome, type YieldAction, type GlobalValue, type DirtyTracking } from './machine.js';
+export { Machine, Control, CAPTURE_CHUNK, type MachineOptions, type CaptureSink, type Snapshot, type RunOutcome, type YieldAction, type GlobalValue, type DirtyTracking } from './machine.js';
 export {
   encodeSnapshot,
   decodeSnapshot,
