@@ -407,9 +407,9 @@ function MIGRATE_LIMIT(isolate: Isolation, precopy: boolean, r: MigrateCaseResul
       '4.1 ms at 64 MiB in a microbenchmark), but the restore is synchronous and cannot wait for libuv\'s threads.';
   }
   return `${side} for ${mibStr(r.bytesShippedMedian)} (memcpy ${ms(r.memcpyMs)} ms). No encoding or checksum on this path: ` +
-    "the safe point copies the memory straight into a spare SharedArrayBuffer (shared, not transferred, runner → origin → " +
-    "runner: a transferred 64 MiB ArrayBuffer made V8 run a full GC in each thread it reached), and the target copies " +
-    "it into its pooled memory. What remains is 2 whole-memory copies in sequence plus instantiation, the rewind and " +
-    'the message hops. Reaching ~1 memcpy needs the job memory itself handed to the target thread (a shared ' +
-    "WebAssembly.Memory, which changes the module's memory type and needs cross-origin isolation in browsers).";
+    "the safe point copies the memory into a spare SharedArrayBuffer in 4 MiB chunks, publishing its progress, and the " +
+    "target copies each chunk into its pooled memory as it lands (runner.ts streamIn: told by a 'streaming' event the " +
+    'source posts when the freeze begins), so the two whole-memory copies overlap on the two cores; the start then ' +
+    'writes only the data-segment pages again. What remains is about one memcpy (the capture), the unwind, the message ' +
+    'hops, instantiation and the rewind; a fresh (not yet pooled) spare or target memory adds its page faults.';
 }

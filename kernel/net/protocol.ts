@@ -86,6 +86,8 @@ export type NodeCommand =
        * unless it is taken back first ('control' 'unstage')
        */
       staged?: boolean;
+      /** `snapshot` is raw and this node was streamed its memory ('stream'): the runner that holds it continues it */
+      streamed?: boolean;
     }
   /**
    * 'precopy': a full pre-copy of a running process; 'precopy-delta': another round, a delta of the last one;
@@ -99,6 +101,12 @@ export type NodeCommand =
   | { t: 'prepare'; gpid: Gpid; hash: string; snapshot: Uint8Array; delta?: boolean }
   /** forget a prepared process (its migration was abandoned) */
   | { t: 'drop'; gpid: Gpid }
+  /**
+   * Between thread nodes of one process: copy the memory a freezing process is being captured into (`buffer`, with
+   * `progress[0]` the pages captured so far, -1 if the capture was given up) into a job memory while it is
+   * captured; the start that follows ('start' with `streamed`) then copies nothing
+   */
+  | { t: 'stream'; gpid: Gpid; hash: string; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number }
   /** fault injection (tests, chaos drills): end the runner thread of a process abruptly */
   | { t: 'fault'; gpid: Gpid; kind: 'runner-crash' }
   | { t: 'shutdown' };
@@ -123,7 +131,9 @@ export type NodeEvent =
   /** the node lost this process (its runner thread died) and has no local checkpoint of it: recover it */
   | { t: 'lost'; node: string; gpid: Gpid; why: string }
   /** the answer to 'unstage': ok, the staged start will not run here; not ok, it had begun (it runs here) */
-  | { t: 'unstaged'; node: string; gpid: Gpid; ok: boolean };
+  | { t: 'unstaged'; node: string; gpid: Gpid; ok: boolean }
+  /** a thread node's process is being frozen into `buffer` (see 'stream'): its migration target may copy along */
+  | { t: 'streaming'; node: string; gpid: Gpid; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number };
 
 /**
  * A snapshot handed over between threads of one process without encoding: the VM state and a copy of memory
@@ -161,7 +171,7 @@ export type Message = NodeCommand | NodeEvent;
 
 const MESSAGE_TYPES = new Set([
   'module', 'start', 'control', 'prepare', 'drop', 'fault', 'shutdown',
-  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error', 'lost', 'unstaged',
+  'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error', 'lost', 'unstaged', 'stream', 'streaming',
 ]);
 
 export class ProtocolError extends Error {
@@ -222,5 +232,8 @@ export function validateMessage(m: unknown): Message {
   if (t === 'module') needBytes('bytes');
   if (t === 'exit') needNum('code');
   if (t === 'unstaged' && typeof o.ok !== 'boolean') throw new ProtocolError('message unstaged: field ok must be a boolean');
+  if ((t === 'stream' || t === 'streaming') && !(typeof SharedArrayBuffer !== 'undefined' && o.buffer instanceof SharedArrayBuffer && o.progress instanceof SharedArrayBuffer)) {
+    throw new ProtocolError(`message ${t}: only between threads of one process (buffer and progress must be shared memory)`);
+  }
   return m as Message;
 }

@@ -148,6 +148,8 @@ export interface MigrationRecord {
   precopyBytes: number;
   /** pre-copy rounds (0 without pre-copy; 2 when the first shipped a large state) */
   precopyRounds: number;
+  /** the target copied the memory while the source captured it (between thread nodes, without pre-copy) */
+  streamed: boolean;
   /** epoch ms (performance.timeOrigin + performance.now(), comparable across threads and processes) */
   requestedAt: number;
   frozenAt: number;
@@ -164,6 +166,8 @@ interface Migration {
   phase: 'precopy' | 'preparing' | 'freezing' | 'starting';
   /** pre-copy rounds shipped so far */
   rounds: number;
+  /** the freeze's memory is being streamed to the target (thread nodes) */
+  streamed?: boolean;
   record: Partial<MigrationRecord> & { gpid: number; from: string; to: string; requestedAt: number; precopy: boolean };
   resolve: (r: MigrationRecord) => void;
   reject: (e: Error) => void;
@@ -404,7 +408,7 @@ export class Grid {
     });
   }
 
-  private startOn(rec: ProcRecord, node: string, prepared = false, staged = false): void {
+  private startOn(rec: ProcRecord, node: string, prepared = false, staged = false, streamed = false): void {
     const n = this.nodeRecs.get(node);
     if (!n || !n.alive) {
       // placed on a node that just went away: back to the queue
@@ -429,6 +433,7 @@ export class Grid {
       ...(!raw && prepared ? { prepared: true } : {}),
       ...(!raw && rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
       ...(staged ? { staged: true } : {}),
+      ...(raw && streamed ? { streamed: true } : {}),
       policy: this.policyNow(),
     });
   }
@@ -507,7 +512,7 @@ export class Grid {
           const r = mig.record;
           const done: MigrationRecord = {
             gpid: r.gpid, from: r.from, to: r.to, precopy: r.precopy, memoryBytes: r.memoryBytes ?? 0, bytesShipped: r.bytesShipped ?? 0,
-            precopyBytes: r.precopyBytes ?? 0, precopyRounds: mig.rounds, requestedAt: r.requestedAt, frozenAt: r.frozenAt ?? r.requestedAt, runningAt: e.at,
+            precopyBytes: r.precopyBytes ?? 0, precopyRounds: mig.rounds, streamed: !!mig.streamed, requestedAt: r.requestedAt, frozenAt: r.frozenAt ?? r.requestedAt, runningAt: e.at,
             downtimeMs: e.at - (r.frozenAt ?? r.requestedAt), totalMs: e.at - r.requestedAt,
           };
           this.migrationLogs.push(done);
@@ -539,6 +544,15 @@ export class Grid {
       case 'output':
         rec.job.out.deliver(rec.view.gpid, e.fd, e.offset, e.bytes);
         return;
+      case 'streaming': {
+        // the freeze of a plain migration between thread nodes: the target copies the memory as it is captured
+        const mig = rec.migration;
+        if (!mig || mig.precopy || mig.phase !== 'freezing' || !this.nodeRecs.get(mig.to)?.alive) return;
+        mig.streamed = true;
+        this.ensureModule(mig.to, rec.hash);
+        this.send(mig.to, { t: 'stream', gpid: rec.view.gpid, hash: rec.hash, buffer: e.buffer, progress: e.progress, pages: e.pages });
+        return;
+      }
       case 'checkpoint':
         rec.recovery = { snapshot: e.snapshot };
         rec.view.exportedCheckpoints++;
@@ -642,7 +656,7 @@ export class Grid {
       rec.view.migrations++;
       rec.counters.migrations = rec.view.migrations;
       this.sched.migrated(BigInt(rec.view.gpid), to);
-      this.startOn(rec, to, mig.precopy);
+      this.startOn(rec, to, mig.precopy, false, !!mig.streamed && !(e.snapshot instanceof Uint8Array));
       return;
     }
     if (mig) {

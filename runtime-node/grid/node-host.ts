@@ -174,6 +174,9 @@ export class NodeHost {
       case 'prepare':
         void this.prepare(m);
         return;
+      case 'stream':
+        void this.streamIn(m);
+        return;
       case 'drop': {
         const r = this.prepared.get(m.gpid);
         this.prepared.delete(m.gpid);
@@ -329,10 +332,38 @@ export class NodeHost {
     r.worker.postMessage({ t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot } satisfies RunnerCommand);
   }
 
+  /**
+   * A process freezing on another thread node is being captured into shared memory: an idle runner copies it as it
+   * is captured and holds it for the process's start (or until 'drop').
+   */
+  private async streamIn(m: Extract<NodeCommand, { t: 'stream' }>): Promise<void> {
+    const held = this.prepared.get(m.gpid);
+    if (held) {
+      this.prepared.delete(m.gpid);
+      held.worker.postMessage({ t: 'drop', gpid: m.gpid } satisfies RunnerCommand);
+      held.gpid = undefined;
+    }
+    const r = this.idleRunner();
+    r.gpid = m.gpid;
+    this.prepared.set(m.gpid, r);
+    try {
+      await this.ensureModule(r, m.hash);
+    } catch {
+      // the start will say what is wrong with the module
+      this.prepared.delete(m.gpid);
+      r.gpid = undefined;
+      return;
+    }
+    if (this.prepared.get(m.gpid) !== r) return; // dropped meanwhile
+    r.worker.postMessage({ t: 'stream-in', gpid: m.gpid, hash: m.hash, buffer: m.buffer, progress: m.progress, pages: m.pages } satisfies RunnerCommand);
+  }
+
   private async startProcess(m: Extract<NodeCommand, { t: 'start' }>): Promise<void> {
     this.starts.set(m.gpid, m);
     this.locals.delete(m.gpid);
-    const held = m.prepared ? this.prepared.get(m.gpid) : undefined;
+    // a streamed start goes to the runner that copied its memory; without one (it was not streamed here after all)
+    // it starts from its raw snapshot on any runner
+    const held = m.prepared || m.streamed ? this.prepared.get(m.gpid) : undefined;
     this.prepared.delete(m.gpid);
     // a staged start queues behind a busy runner's process (the runner's port keeps it until that one ends)
     const r = held ?? (m.staged ? this.stagingRunner() : this.idleRunner());
@@ -356,6 +387,7 @@ export class NodeHost {
       ...(m.base ? { base: m.base } : {}),
       ...(m.mids?.length ? { mids: m.mids } : {}),
       ...(m.prepared ? { prepared: true } : {}),
+      ...(m.streamed && held ? { streamed: true } : {}),
       ...(m.resolve ? { resolve: m.resolve } : {}),
       ...(m.policy ? { policy: m.policy } : {}),
     };

@@ -28,6 +28,8 @@ export type RunnerCommand =
   | { t: 'module'; hash: string; module: WebAssembly.Module; info: InstrumentInfo }
   | { t: 'prepare'; gpid: number; hash: string; snapshot: Uint8Array; delta?: boolean }
   | { t: 'drop'; gpid: number }
+  /** copy a freezing process's memory into a job memory while it is captured (NodeCommand 'stream') */
+  | { t: 'stream-in'; gpid: number; hash: string; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number }
   | {
       t: 'start';
       gpid: number;
@@ -45,6 +47,8 @@ export type RunnerCommand =
       spare?: ArrayBufferLike;
       /** its control slot (RunnerData.control) */
       slot: number;
+      /** its memory was streamed to this runner ('stream-in') */
+      streamed?: boolean;
     };
 
 /** Runner -> NodeHost only (never forwarded): a local checkpoint that is not exported, kept by the node. */

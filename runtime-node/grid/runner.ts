@@ -129,7 +129,44 @@ const postSoon = (m: NodeEvent) => {
  * The pre-copy of a process about to arrive here (decoded, checksums verified): a full snapshot and the deltas of
  * later rounds, oldest first, all applied to `memory`
  */
-let prepared: { gpid: number; chain: DecodedSnapshot[]; memory?: WebAssembly.Memory } | undefined;
+let prepared: { gpid: number; chain: DecodedSnapshot[]; memory?: WebAssembly.Memory; streamed?: boolean } | undefined;
+
+/** A 'stream-in' gives up when its source captures nothing more for this long (its thread died, say). */
+const STREAM_STALL_MS = 5000;
+
+/**
+ * Copy the memory of a process being frozen on another runner into a job memory of this one, as the capture
+ * progresses (the two copies overlap, on two cores): the start that follows finds it in place. Blocks this thread
+ * until the capture is complete (milliseconds); gives up if it stalls.
+ */
+function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
+  if (prepared?.memory) mempool.give(prepared.memory);
+  prepared = undefined;
+  const lim = modules.get(m.hash)?.info.memory;
+  if (!lim) return; // a module that defines its own memory: its start copies from the raw snapshot as usual
+  const memory = mempool.take(m.pages, lim);
+  const dst = new Uint8Array(memory.buffer);
+  const src = new Uint8Array(m.buffer, 0, m.pages * PAGE_SIZE);
+  const progress = new Int32Array(m.progress);
+  let done = 0;
+  let last = performance.now();
+  while (done < m.pages) {
+    const p = Atomics.load(progress, 0);
+    if (p < 0) break; // given up by the source
+    if (p > done) {
+      dst.set(src.subarray(done * PAGE_SIZE, p * PAGE_SIZE), done * PAGE_SIZE);
+      done = p;
+      last = performance.now();
+      continue;
+    }
+    if (Atomics.wait(progress, 0, p, 100) === 'timed-out' && performance.now() - last > STREAM_STALL_MS) break;
+  }
+  if (done < m.pages) {
+    mempool.give(memory);
+    return;
+  }
+  prepared = { gpid: m.gpid, chain: [], memory, streamed: true };
+}
 /**
  * Job memories this runner keeps between processes: a restore into one of them copies into pages that are already
  * faulted in (64 MiB: ~8 ms instead of ~40 ms into a fresh memory).
@@ -141,6 +178,10 @@ const epochNow = () => performance.timeOrigin + performance.now();
 parentPort!.on('message', (m: RunnerCommand) => {
   if (m.t === 'module') {
     modules.set(m.hash, { module: m.module, info: m.info });
+    return;
+  }
+  if (m.t === 'stream-in') {
+    streamIn(m);
     return;
   }
   if (m.t === 'drop') {
@@ -273,6 +314,19 @@ function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>, info: InstrumentInf
   if (!p) return undefined;
   if (!(p instanceof Uint8Array)) {
     const snap: Snapshot = { ...p, memory: p.memory, kernel: p.kernel as Snapshot['kernel'], globals: p.globals };
+    if (p.file === undefined && m.streamed && prepared?.gpid === m.gpid && prepared.streamed && prepared.memory && info.dataPages) {
+      // its memory was streamed into this runner while it was captured: only the pages instantiation rewrites (data
+      // segments) are copied again
+      const memory = prepared.memory;
+      const dataPages = info.dataPages;
+      prepared = undefined;
+      return {
+        snap, memory,
+        apply: (dst) => {
+          for (const pg of dataPages) if (pg < p.pages) dst.set(p.memory.subarray(pg * PAGE_SIZE, (pg + 1) * PAGE_SIZE), pg * PAGE_SIZE);
+        },
+      };
+    }
     if (p.file === undefined) return { snap, apply: (dst) => dst.set(p.memory) };
     const file = p.file;
     const len = p.memoryBytes ?? p.pages * PAGE_SIZE;
@@ -357,8 +411,18 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
       if (action !== 'suspend') return undefined;
       // the job stops running here: a migration's downtime starts now
       frozenAt = epochNow();
-      // a suspension on a thread node is handed over raw: capture straight into the spare buffer that will carry it
-      return m.raw === 'memory' && m.spare && !precopyBase && m.spare.byteLength >= bytes ? new Uint8Array(m.spare, 0, bytes) : undefined;
+      if (m.raw !== 'memory' || precopyBase || mod.info.dirtyPages) return undefined;
+      // a suspension on a thread node is handed over raw: capture straight into the shared buffer that will carry
+      // it (the spare, or a new one), and tell the origin, so that a migration's target copies it as it is captured
+      const buf = m.spare instanceof SharedArrayBuffer && m.spare.byteLength >= bytes ? m.spare : new SharedArrayBuffer(bytes);
+      stream = { buffer: buf, progress: new Int32Array(new SharedArrayBuffer(4)) };
+      post({ t: 'streaming', node, gpid, buffer: buf, progress: stream.progress.buffer as SharedArrayBuffer, pages: bytes / PAGE_SIZE });
+      return new Uint8Array(buf, 0, bytes);
+    },
+    captureProgress: (copied) => {
+      if (!stream) return;
+      Atomics.store(stream.progress, 0, copied / PAGE_SIZE);
+      Atomics.notify(stream.progress, 0);
     },
     // between process nodes: the suspension's memory goes straight to its file, no copy (shm-files.ts)
     captureSink: (action) => (action === 'suspend' && m.raw === 'file' && !precopyBase ? suspendSink(gpid) : undefined),
@@ -401,6 +465,8 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
   });
   let lastYieldAt = 0;
   let frozenAt = 0;
+  /** the shared buffer a suspension is being captured into, and its progress word (pages) */
+  let stream: { buffer: SharedArrayBuffer; progress: Int32Array } | undefined;
   let precopyBase: DeltaBase | undefined;
   if (from) machine.restore(from.snap, from.apply);
   // the raw snapshot's memory has been copied into the job: its buffer becomes a spare for a later suspension
@@ -420,8 +486,14 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
   try {
     outcome = machine.run();
   } catch (e) {
+    if (stream) Atomics.store(stream.progress, 0, -1);
     post({ t: 'error', node, gpid, message: `${(e as Error).name}: ${(e as Error).message}` });
     return;
+  }
+  // a capture that did not end in a suspension (the job trapped while unwinding): nobody may wait for its stream
+  if (stream && outcome.kind !== 'suspended') {
+    Atomics.store(stream.progress, 0, -1);
+    Atomics.notify(stream.progress, 0);
   }
   if (outcome.kind !== 'suspended' || m.raw !== 'memory') recycle(m.spare);
   // the instance is done with its memory (a snapshot holds a copy): keep it for the next restore here
@@ -440,7 +512,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
     const s = outcome.snapshot;
     const ev = { t: 'suspended' as const, node, gpid, usage: usage(machine), frozenAt: frozenAt || lastYieldAt, memoryBytes: s.pages * PAGE_SIZE };
     if (m.raw === 'memory' && !precopyBase) {
-      const raw = rawOf(s, m.spare);
+      const raw = rawOf(s, stream?.buffer ?? m.spare);
       if (raw.memory.buffer !== m.spare) recycle(m.spare);
       post({ ...ev, snapshot: raw, delta: false }, raw.memory.buffer instanceof ArrayBuffer ? [raw.memory.buffer] : []);
     } else if (m.raw === 'file' && !precopyBase) {

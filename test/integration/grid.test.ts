@@ -110,6 +110,8 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
       // memory files (in transit or kept as spares) of node processes that have ended: none left behind
       expect(migrationFiles().filter((n) => !shmBefore.has(n) && !alive(Number(/^gridvm-(?:snap|spare)-(\d+)-/.exec(n)![1])))).toEqual([]);
       if (k.precopy) expect(g.grid.migrationLog().every((m) => m.precopy && m.precopyBytes > 0)).toBe(true);
+      // plain moves between thread nodes stream the memory (runner.ts streamIn); between processes it goes by file
+      expect(g.grid.migrationLog().map((m) => m.streamed)).toEqual(g.grid.migrationLog().map(() => !k.isolate && !k.precopy));
       if (k.rounds) {
         // two rounds once the first pre-copy is 8 MiB or more (memtouch fills its 12 MiB first)
         const log = g.grid.migrationLog();
@@ -120,7 +122,7 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
   }
 
   it('migrate() reports each move: memory, bytes shipped, freeze -> running; pre-copy ships only the changes', async () => {
-    const records: Array<{ precopy: boolean; memoryBytes: number; bytesShipped: number; precopyBytes: number; downtimeMs: number; from: string; to: string }> = [];
+    const records: Array<{ precopy: boolean; streamed: boolean; memoryBytes: number; bytesShipped: number; precopyBytes: number; downtimeMs: number; from: string; to: string }> = [];
     const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('memtouch'), args: ['32', '1000000', '2000000'] }, async (grid, id) => {
       let p = grid.ps().find((x) => x.job === id);
       for (let i = 0; i < 1000 && p?.state !== 'running'; i++) {
@@ -144,6 +146,8 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
         expect(r.precopyBytes).toBeGreaterThanOrEqual(32 << 20);
         expect(r.bytesShipped).toBeLessThan(r.memoryBytes / 4);
       } else expect(r.bytesShipped).toBeGreaterThanOrEqual(32 << 20);
+      // a plain move between thread nodes streams the memory to the target while it is captured
+      expect(r.streamed).toBe(!r.precopy);
     }
     expect(g.result.processes[0]!.migrations).toBe(4);
   }, 120_000);
