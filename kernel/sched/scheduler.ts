@@ -12,10 +12,10 @@
  *   submit()                  → queued       waits for a slot (fork-delay)
  *   queued|suspended  --tick: place-->       running     holds a slot on `node`
  *   queued (never ran) --tick: stage-->      staged      waits on `node` behind its running processes (lookahead)
- *   staged    --a slot of its node frees-->  running     in staging order (the node starts it then by itself)
+ *   staged|unstaging --began()-->            running     the node began it (a slot of it freed)
  *   staged    --tick: unstage-->             unstaging   the runtime tries to take it back from the node
  *   unstaging --unstaged(true)-->            queued      (at the front of its priority class)
- *   unstaging --unstaged(false)-->           running     the node had begun it already
+ *   unstaging --unstaged(false)-->           staged      the node had begun it already: began() follows
  *   running   --tick: migrate-->             running     on the new node at once (the runtime moves it)
  *   running   --tick: suspend-->             suspending  still holds its slot until the checkpoint is taken
  *   suspending --suspended()-->              suspended   back in the queue, same priority and submission order
@@ -42,8 +42,9 @@
  * Staging (`NodeSpec.lookahead`, default 0): a node may hold up to `lookahead` fresh processes queued behind its running
  * ones, so it starts the next one the moment a slot frees instead of waiting for the runtime's next round trip
  * (tiny jobs: the node never idles between them). Only processes that never ran are staged, and only once no
- * slot is free anywhere for them (after step 1). A staged process holds no slot; when a slot of its node frees
- * (release, block, suspension, migration away, more slots), the oldest staged process there becomes running. A
+ * slot is free anywhere for them (after step 1). A staged process holds no slot but reserves one: a slot of its node
+ * that frees is not free for placement while processes are staged there; the runtime reports which one the node
+ * began (`began`, when the node says it started), which then holds the slot. A
  * tick takes staged processes back (`unstage`, before step 1) when a waiting process of strictly higher priority
  * would otherwise queue behind them, and when a node has a free slot that nothing waiting can use while another
  * node holds staged processes (work stealing: the newest staged process of the node holding the most).
@@ -93,6 +94,8 @@ export interface ProcessSpec {
   priority?: number;
   /** Soft: used when it has a free slot. */
   preferNode?: string;
+  /** It has state already (resubmitted after it ran): placing it resumes it, and it is never staged. */
+  started?: boolean;
   /** Hard: never placed there, unless it is the only alive node with slots. */
   avoidNode?: string;
 }
@@ -195,7 +198,8 @@ interface GridNode {
 const cmpBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
 const cmpStr = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const eff = (n: GridNode): number => n.speed * (1 - n.load);
-const freeOf = (n: GridNode): number => Math.max(0, n.slots - n.holders.size);
+/** Slots that are free and not reserved for the node's staged processes. */
+const freeOf = (n: GridNode): number => Math.max(0, n.slots - n.holders.size - n.staged.length);
 
 /** Queue order: priority desc, front first, submission order, GPID. */
 function queueOrder(a: Entry, b: Entry): number {
@@ -289,7 +293,7 @@ export class Scheduler {
     if (!Number.isFinite(priority)) throw new SchedError(`priority must be a finite number, got ${priority}`);
     const e: Entry = {
       gpid: spec.gpid, state: 'queued', priority, node: undefined, lastNode: undefined,
-      preferNode: spec.preferNode, avoidNode: spec.avoidNode, seq: ++this.#seq, front: false, started: false,
+      preferNode: spec.preferNode, avoidNode: spec.avoidNode, seq: ++this.#seq, front: false, started: !!spec.started,
       suspendFor: undefined, lastMigrationTick: -Infinity,
     };
     this.#procs.set(spec.gpid, e);
@@ -308,7 +312,6 @@ export class Scheduler {
     n.blocked.add(gpid);
     e.state = 'blocked';
     e.suspendFor = undefined;
-    this.#promote(n);
   }
 
   /**
@@ -337,8 +340,7 @@ export class Scheduler {
         n.holders.delete(gpid);
         n.blocked.delete(gpid);
         if (e.state === 'staged') n.staged.splice(n.staged.indexOf(gpid), 1);
-        this.#promote(n);
-      }
+          }
     }
     this.#procs.delete(gpid);
     return true;
@@ -353,7 +355,6 @@ export class Scheduler {
     if (e.state !== 'suspending') return false;
     const n = this.#nodes.get(e.node!)!;
     n.holders.delete(gpid);
-    this.#promote(n);
     e.state = 'suspended';
     e.lastNode = e.node;
     e.node = undefined;
@@ -378,13 +379,13 @@ export class Scheduler {
     e.node = to;
     e.lastNode = to;
     e.lastMigrationTick = this.#ticks;
-    this.#promote(src);
   }
 
   /**
    * The outcome of an `unstage` decision: `ok` — the node gave the process back, it waits in the queue again (at
-   * the front of its priority class); not ok — the node had begun it, it runs there. Returns false (and does
-   * nothing) if it was not unstaging (released — also when unknown —, or requeued when its node was lost).
+   * the front of its priority class); not ok — the node had begun it (or is about to): it is staged there again,
+   * first, until `began` (which may also have come already). Returns false (and does nothing) if it was not
+   * unstaging (released — also when unknown —, begun, or requeued when its node was lost).
    */
   unstaged(gpid: bigint, ok: boolean): boolean {
     const e = this.#procs.get(gpid);
@@ -397,10 +398,26 @@ export class Scheduler {
       e.front = true;
       this.#enqueue(e);
     } else {
-      n.holders.add(gpid);
-      e.state = 'running';
-      e.started = true;
+      n.staged.unshift(gpid);
+      e.state = 'staged';
     }
+    return true;
+  }
+
+  /**
+   * The node began a staged (or unstaging) process: it holds a slot there now (the one its predecessor freed).
+   * Returns false (and does nothing) if it was neither.
+   */
+  began(gpid: bigint): boolean {
+    const e = this.#procs.get(gpid);
+    if (!e || (e.state !== 'staged' && e.state !== 'unstaging')) return false;
+    const n = this.#nodes.get(e.node!)!;
+    if (e.state === 'unstaging') this.#unstaging--;
+    else n.staged.splice(n.staged.indexOf(gpid), 1);
+    n.holders.add(gpid);
+    e.state = 'running';
+    e.lastNode = n.id;
+    e.started = true;
     return true;
   }
 
@@ -443,7 +460,6 @@ export class Scheduler {
       migrations < this.options.maxMigrationsPerTick && !touched.has(e.gpid) &&
       this.#ticks - e.lastMigrationTick > this.options.migrateCooldownTicks;
     const nodes = this.#sortedNodes();
-    for (const n of nodes) this.#promote(n);
 
     // 0. take staged processes back: from behind waiting processes of strictly higher priority, and for free
     // slots nothing waiting can use (done after step 1, below)
@@ -627,17 +643,6 @@ export class Scheduler {
 
   // ---- internals ----
 
-  /** Staged processes of `n` take the slots that are free there, oldest first. */
-  #promote(n: GridNode): void {
-    while (n.staged.length > 0 && n.holders.size < n.slots) {
-      const g = n.staged.shift()!;
-      const e = this.#procs.get(g)!;
-      n.holders.add(g);
-      e.state = 'running';
-      e.lastNode = n.id;
-      e.started = true;
-    }
-  }
 
   #unstage(n: GridNode, e: Entry, reason: 'priority' | 'idle-node', touched: Set<bigint>): Decision {
     n.staged.splice(n.staged.indexOf(e.gpid), 1);
@@ -651,7 +656,6 @@ export class Scheduler {
     const from = e.node!;
     const src = this.#nodes.get(from)!;
     src.holders.delete(e.gpid);
-    this.#promote(src);
     to.holders.add(e.gpid);
     e.node = e.lastNode = to.id;
     e.lastMigrationTick = this.#ticks;

@@ -22,7 +22,7 @@ import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
 import { hostInstrumentOptions } from '../wasm-opt.js';
 import { DiskModuleCache } from '../cache.js';
 import { nodePlatform } from '../platform.js';
-import { newSparePool } from './node-host.js';
+import { KILLED_BEFORE_BEGIN, newSparePool } from './node-host.js';
 import { startNode, type Isolation, type NodeHandle } from './nodes.js';
 import { OutputIntegrator, type Sink } from './output.js';
 import { MIGRATION_DIR } from './runner-types.js';
@@ -202,6 +202,8 @@ interface ProcRecord {
   pendingRaw?: RawSnapshot;
   /** its start is staged on view.node (shown as queued there) until the node reports it started */
   staged?: boolean;
+  /** killed while staged: if its node gives it back (unstaged), it ends killed instead of queueing again */
+  killRequested?: boolean;
   /** the blocked call being answered, and its snapshot */
   blocked?: { call: GridCallMsg; snapshot: Uint8Array };
   children: number[];
@@ -462,7 +464,8 @@ export class Grid {
   private requeue(rec: ProcRecord): void {
     const g = BigInt(rec.view.gpid);
     this.sched.release(g);
-    this.sched.submit({ gpid: g, priority: rec.view.priority });
+    // a process about to continue from a raw snapshot (used once) must not be staged: taken back, it would lose it
+    this.sched.submit({ gpid: g, priority: rec.view.priority, ...(rec.pendingRaw ? { started: true } : {}) });
     rec.view.state = 'queued';
     rec.view.node = null;
     rec.staged = false;
@@ -496,6 +499,10 @@ export class Grid {
         // given back: it queues again (at the front of its priority class); not given back: it has started there
         if (this.sched.unstaged(BigInt(e.gpid), e.ok) && e.ok && rec.staged) {
           rec.staged = false;
+          if (rec.killRequested) {
+            this.finish(rec, 'killed', KILLED_CODE, { why: 'killed', message: KILLED_BEFORE_BEGIN });
+            return;
+          }
           rec.view.state = 'queued';
           rec.view.node = null;
           rec.view.visited.pop();
@@ -503,7 +510,9 @@ export class Grid {
         }
         return;
       case 'started': {
-        if (rec.view.state === 'starting' || rec.staged) rec.view.state = 'running';
+        if (rec.view.state === 'starting' || (rec.staged && rec.view.state === 'queued')) rec.view.state = 'running';
+        // a staged start began: it holds its node's slot now
+        if (rec.staged) this.sched.began(BigInt(e.gpid));
         rec.staged = false;
         this.kick(); // a move may have left nodes uneven: the scheduler rebalances
         const mig = rec.migration;
@@ -570,7 +579,8 @@ export class Grid {
         this.finish(rec, 'exited', e.code);
         return;
       case 'trap':
-        this.usage(rec, e.usage);
+        // (a start taken back before it began reports no usage of its own: keep what the process had)
+        if (e.message !== KILLED_BEFORE_BEGIN) this.usage(rec, e.usage);
         if (e.reason === 'killed') this.finish(rec, 'killed', KILLED_CODE, { why: 'killed', reason: e.reason, message: e.message, stack: e.stack });
         else this.finish(rec, 'failed', TRAP_CODE, { why: e.reason === 'fuel' || e.reason === 'timeout' || e.reason === 'memory-limit' ? 'limit' : 'trap', reason: e.reason, message: e.message, stack: e.stack });
         return;
@@ -578,8 +588,9 @@ export class Grid {
         this.finish(rec, 'failed', 125, { why: 'error', message: e.message });
         return;
       case 'lost':
-        // its node could not continue it: resume it from its recovery point, here or elsewhere
-        rec.view.recoveries++;
+        // its node could not continue it: resume it from its recovery point, here or elsewhere (a staged start that
+        // never began loses nothing)
+        if (!rec.staged) rec.view.recoveries++;
         this.abandonMigration(rec, `the process was lost on ${e.node}: ${e.why}`);
         this.requeue(rec);
         return;
@@ -855,6 +866,7 @@ export class Grid {
     if (!rec || this.isEnded(rec)) return false;
     if (rec.view.node && (rec.staged || rec.view.state === 'running' || rec.view.state === 'starting' || rec.view.state === 'migrating' || rec.view.state === 'suspending')) {
       // (a staged start that has not begun is taken back by its node and reported killed; it never runs)
+      if (rec.staged) rec.killRequested = true;
       this.send(rec.view.node, { t: 'control', gpid, action: 'kill' });
     } else {
       this.finish(rec, 'killed', KILLED_CODE, { why: 'killed', message: 'killed while not running' });

@@ -14,6 +14,7 @@ import {
   PRECOPY_FLAG,
   slotWords,
   UNSTAGED,
+  stamp,
   type LocalCheckpointEvent,
   type RecycleEvent,
   type RunnerCommand,
@@ -61,19 +62,24 @@ interface Runner {
   gpid: number | undefined;
   /** staged starts queued behind it, in the order they were given */
   queue: number[];
-  /** the process each control slot is given to */
+  /** the process each control slot is given to, and the generation of each slot's last start */
   slots: Array<number | undefined>;
+  gens: number[];
   modules: Set<string>;
 }
 
 interface Hosted {
   runner: Runner;
   slot: number;
+  gen: number;
   /** the slot's control words (runner-types.ts RunnerData) */
   words: Int32Array;
 }
 
 const isIdle = (r: Runner): boolean => r.gpid === undefined && r.queue.length === 0;
+
+/** The message of a kill that took back a start its runner had not begun (nothing of it ran). */
+export const KILLED_BEFORE_BEGIN = 'killed before it began';
 
 /** Runner threads a node keeps beyond its busy ones are capped: an idle one is kept ready, not more. */
 const MAX_WARM_RUNNERS = 64;
@@ -151,14 +157,14 @@ export class NodeHost {
         if (m.action === 'unstage' || (m.action === 'kill' && h)) {
           // a start the runner has not begun is taken back whole: it never runs here (one compare-and-swap against
           // the runner's own when it reaches the start)
-          const taken = !!h && Atomics.compareExchange(h.words, 2, 0, UNSTAGED) === 0;
+          const taken = !!h && Atomics.compareExchange(h.words, 2, stamp(h.gen), stamp(h.gen, UNSTAGED)) === stamp(h.gen);
           if (taken) this.forget(h, m.gpid);
           if (m.action === 'unstage') {
             this.emit({ t: 'unstaged', node: this.id, gpid: m.gpid, ok: taken });
             return;
           }
           if (taken) {
-            this.emit({ t: 'trap', node: this.id, gpid: m.gpid, reason: 'killed', message: 'killed before it began', stack: [], usage: { fuelUsed: 0, cpuMs: 0, memoryPeakBytes: 0, checkpoints: 0 } });
+            this.emit({ t: 'trap', node: this.id, gpid: m.gpid, reason: 'killed', message: KILLED_BEFORE_BEGIN, stack: [], usage: { fuelUsed: 0, cpuMs: 0, memoryPeakBytes: 0, checkpoints: 0 } });
             return;
           }
         }
@@ -216,6 +222,10 @@ export class NodeHost {
    * one holding a pre-copy; an idle runner if there is no such runner with a free control slot.
    */
   private stagingRunner(): Runner {
+    // a slot of this node is free in fact (the end of its process is on its way to the origin): start it at once
+    let busy = 0;
+    for (const r of this.runners) if (r.gpid !== undefined && this.prepared.get(r.gpid) !== r) busy++;
+    if (busy < (this.opts.slots ?? 1)) return this.idleRunner();
     let best: Runner | undefined;
     for (const r of this.runners) {
       if (r.gpid === undefined || this.prepared.get(r.gpid) === r || r.queue.length + 1 >= CONTROL_SLOTS) continue;
@@ -229,9 +239,10 @@ export class NodeHost {
     let slot = r.slots.indexOf(undefined);
     if (slot < 0) throw new Error(`runner of node ${this.id} has no free control slot`);
     r.slots[slot] = gpid;
+    const gen = (r.gens[slot] = ((r.gens[slot] ?? 0) + 1) & 0x1fffffff);
     const words = slotWords(r.control, slot);
-    for (let i = 0; i < CONTROL_WORDS; i++) Atomics.store(words, i, 0);
-    return { runner: r, slot, words };
+    for (let i = 0; i < CONTROL_WORDS; i++) Atomics.store(words, i, i === 2 ? stamp(gen) : 0);
+    return { runner: r, slot, gen, words };
   }
 
   /** A process leaves its runner (ended, or taken back before it began). */
@@ -250,7 +261,9 @@ export class NodeHost {
     const control = new SharedArrayBuffer(CONTROL_SLOTS * CONTROL_WORDS * 4);
     const data: RunnerData = { node: this.id, control };
     const worker = startWorker('grid/runner', { workerData: data, resourceLimits: { stackSizeMb: JOB_STACK_MB } });
-    const r: Runner = { worker, control, gpid: undefined, queue: [], slots: new Array<number | undefined>(CONTROL_SLOTS).fill(undefined), modules: new Set() };
+    const r: Runner = {
+      worker, control, gpid: undefined, queue: [], slots: new Array<number | undefined>(CONTROL_SLOTS).fill(undefined), gens: new Array<number>(CONTROL_SLOTS).fill(0), modules: new Set(),
+    };
     worker.on('message', (e: NodeEvent | RecycleEvent | LocalCheckpointEvent | NodeEvent[]) => {
       if (Array.isArray(e)) for (const x of e) this.onRunnerEvent(r, x);
       else this.onRunnerEvent(r, e);
@@ -267,6 +280,8 @@ export class NodeHost {
       r.gpid = undefined;
       r.queue.length = 0;
       r.slots.fill(undefined);
+      // what it held prepared (a pre-copy, a streamed memory) is gone with it: starts for those go elsewhere
+      for (const [g, pr] of this.prepared) if (pr === r) this.prepared.delete(g);
       for (const gpid of lost) {
         if (!this.closed && this.procs.has(gpid)) this.runnerLost(gpid, died || 'its runner thread exited');
       }
@@ -381,7 +396,7 @@ export class NodeHost {
     }
     if (this.procs.get(m.gpid) !== hosted) return; // taken back (unstaged or killed) before it was sent
     const cmd: RunnerCommand = {
-      t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters, slot: hosted.slot,
+      t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters, slot: hosted.slot, gen: hosted.gen,
       ...(m.snapshot ? { snapshot: m.snapshot } : {}),
       ...(m.raw ? { raw: m.raw } : {}),
       ...(m.base ? { base: m.base } : {}),

@@ -9,8 +9,10 @@ export interface RunnerData {
   /**
    * CONTROL_SLOTS slots of CONTROL_WORDS Int32 words, one slot per start given to the runner (the one it runs and
    * those queued behind it): [0] the vm Control word of that process, [1] PRECOPY_FLAG / PRECOPY_DELTA_FLAG = the
-   * next checkpoint the control word asks for is a migration's pre-copy, [2] BEGUN once the runner has begun the
-   * start, UNSTAGED if the node took it back first (compare-and-swap from 0 decides which).
+   * next checkpoint the control word asks for is a migration's pre-copy, [2] the start's generation << 2 (see
+   * `stamp`), with BEGUN once the runner has begun it or UNSTAGED if the node took it back first: one
+   * compare-and-swap from the bare generation decides which. The generation makes a start that was taken back but
+   * is still queued at the runner fail its swap after the slot was given to another start.
    */
   control: SharedArrayBuffer;
 }
@@ -20,6 +22,8 @@ export const CONTROL_WORDS = 4;
 export const CONTROL_SLOTS = 8;
 export const BEGUN = 1;
 export const UNSTAGED = 2;
+/** Word [2] of a slot given to the start of generation `gen`, with `state` (0, BEGUN or UNSTAGED). */
+export const stamp = (gen: number, state = 0): number => ((gen & 0x1fffffff) << 2) | state;
 /** The control words of `slot` in a runner's control buffer. */
 export const slotWords = (control: SharedArrayBuffer, slot: number): Int32Array => new Int32Array(control, slot * CONTROL_WORDS * 4, CONTROL_WORDS);
 
@@ -45,8 +49,9 @@ export type RunnerCommand =
       policy?: CheckpointPolicy;
       /** a used (so already page-faulted) buffer to copy memory into if the process is suspended to a raw snapshot */
       spare?: ArrayBufferLike;
-      /** its control slot (RunnerData.control) */
+      /** its control slot (RunnerData.control), given to it as generation `gen` */
       slot: number;
+      gen: number;
       /** its memory was streamed to this runner ('stream-in') */
       streamed?: boolean;
     };

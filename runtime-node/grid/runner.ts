@@ -36,7 +36,7 @@ import {
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
 import { migrationFileName, readAll, spareFiles, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
-import { BEGUN, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, slotWords, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
+import { BEGUN, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, slotWords, stamp, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
 const modules = new Map<string, { module: WebAssembly.Module; info: InstrumentInfo }>();
@@ -142,9 +142,17 @@ const STREAM_STALL_MS = 5000;
 function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
   if (prepared?.memory) mempool.give(prepared.memory);
   prepared = undefined;
-  const lim = modules.get(m.hash)?.info.memory;
-  if (!lim) return; // a module that defines its own memory: its start copies from the raw snapshot as usual
-  const memory = mempool.take(m.pages, lim);
+  const info = modules.get(m.hash)?.info;
+  const lim = info?.memory;
+  // a module that defines its own memory (or without the data-segment pages): its start copies from the raw
+  // snapshot as usual
+  if (!lim || !info.dataPages) return;
+  let memory: WebAssembly.Memory;
+  try {
+    memory = mempool.take(m.pages, lim);
+  } catch {
+    return; // no memory for it here now: the start copies from the raw snapshot
+  }
   const dst = new Uint8Array(memory.buffer);
   const src = new Uint8Array(m.buffer, 0, m.pages * PAGE_SIZE);
   const progress = new Int32Array(m.progress);
@@ -229,11 +237,18 @@ parentPort!.on('message', (m: RunnerCommand) => {
   }
   // begin it unless the node took it back while it waited here (staged): one compare-and-swap decides
   const words = slotWords(control, m.slot);
-  if (Atomics.compareExchange(words, 2, 0, BEGUN) !== 0) {
+  if (Atomics.compareExchange(words, 2, stamp(m.gen), stamp(m.gen, BEGUN)) !== stamp(m.gen)) {
+    // taken back (or killed) before it began: free what it brought or what was held for it
     recycle(m.spare);
-    // a migration's memory file that will not be read is ours: keep it as a spare (or remove it)
     const snap = m.snapshot;
-    if (snap && !(snap instanceof Uint8Array) && snap.file) spareFiles.adopt(snap.file);
+    if (snap && !(snap instanceof Uint8Array)) {
+      if (snap.file) spareFiles.adopt(snap.file); // a migration's memory file that will not be read is ours
+      else if (snap.memory.byteLength) recycle(snap.memory.buffer);
+    }
+    if (prepared?.gpid === m.gpid) {
+      if (prepared.memory) mempool.give(prepared.memory);
+      prepared = undefined;
+    }
     return;
   }
   if (pendingOut.length && performance.now() - pendingSince >= FLUSH_AT_BEGIN_MS) flushOutput();

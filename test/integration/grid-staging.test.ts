@@ -109,6 +109,33 @@ describe.runIf(hasClang())('staging: nodes hold starts behind their running proc
     }
   });
 
+  it('a start taken back but still queued at its runner never runs, also when its control slot is given to another', async () => {
+    const grid = await Grid.start({ nodes: 1, lookahead: 2, preempt: false });
+    try {
+      const long = await submit(grid, 'nbody', ['10000000']);
+      await until('the long job to run', () => (grid.ps().find((p) => p.gpid === long.gpid())?.state === 'running' ? true : undefined));
+      const x1 = await submit(grid, 'hello', ['x1']);
+      const x2 = await submit(grid, 'hello', ['x2']);
+      await until('both to be staged', () => (grid.ps().filter((p) => p.state === 'queued' && p.node === 'n1').length === 2 ? true : undefined));
+      // a higher-priority arrival takes both back (their starts stay queued at the busy runner)
+      const high = await submit(grid, 'hello', ['high'], 5);
+      await until('both to be given back', () => ([x1, x2].every((x) => grid.ps().find((p) => p.gpid === x.gpid())?.node === null) ? true : undefined));
+      // x1 ends while queued; with the high one gone too, x2 is staged again, in the control slot x1 had
+      expect(grid.kill(x1.gpid())).toBe(true);
+      expect(grid.kill(high.gpid())).toBe(true);
+      expect((await x1.done).processes[0]!.state).toBe('killed');
+      await until('x2 staged again', () => (grid.ps().find((p) => p.gpid === x2.gpid())?.node === 'n1' ? true : undefined));
+      const r2 = await x2.done;
+      expect(r2.exitCode).toBe(0);
+      expect(x2.out()).toContain('argv[1]=x2\n');
+      expect(x1.out()).toBe('');
+      expect(high.out()).toBe('');
+      expect((await long.done).exitCode).toBe(0);
+    } finally {
+      await grid.close();
+    }
+  });
+
   it('a higher-priority job does not queue behind staged lower-priority ones', async () => {
     const grid = await Grid.start({ nodes: 1, lookahead: 2, preempt: false });
     try {

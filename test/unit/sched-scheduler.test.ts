@@ -396,7 +396,7 @@ describe('API checks', () => {
 
 describe('staging (lookahead)', () => {
   const staged = (ds: Decision[]): Array<[bigint, string]> => ds.filter((d) => d.kind === 'stage').map((d) => [d.gpid, d.node]);
-  it('stages fresh processes behind full nodes, up to the lookahead, and runs them as slots free, in order', () => {
+  it('stages fresh processes behind full nodes, up to the lookahead; a freed slot stays theirs until the node begins one', () => {
     const s = new Scheduler();
     s.addNode({ id: 'a', slots: 1, lookahead: 2 });
     s.addNode({ id: 'b', slots: 1, lookahead: 2 });
@@ -407,18 +407,25 @@ describe('staging (lookahead)', () => {
     expect(s.queue()).toEqual([7n, 8n]);
     expect(stateOf(s, 3)).toBe('staged');
     expect(s.nodes().find((n) => n.id === 'a')!.staged).toEqual([3n, 5n]);
-    // a slot frees: the oldest staged process there runs at once (the node starts it by itself)
+    // a slot frees: it is reserved for the staged ones (the node starts one by itself), nothing is placed there
     s.release(1n);
+    expect(stateOf(s, 3)).toBe('staged');
+    expect(s.nodes().find((n) => n.id === 'a')!.free).toBe(0);
+    expect(placed(s.tick())).toEqual([]);
+    // the node reports which one it began
+    expect(s.began(3n)).toBe(true);
     expect(stateOf(s, 3)).toBe('running');
     expect(nodeOf(s, 3)).toBe('a');
     expect(used(s, 'a')).toBe(1);
+    expect(s.began(3n)).toBe(false);
     // and the next tick refills the lookahead
     const d2 = s.tick();
     expect(placed(d2)).toEqual([]);
     expect(staged(d2)).toEqual([[7n, 'a']]);
     // blocking frees the slot too
     s.block(2n);
-    expect(stateOf(s, 4)).toBe('running');
+    expect(s.began(4n)).toBe(true);
+    expect(used(s, 'b')).toBe(1);
   });
 
   it('does not stage while a slot is free, nor without lookahead, nor a process that ran before', () => {
@@ -460,6 +467,8 @@ describe('staging (lookahead)', () => {
     expect(s.unstaged(3n, true)).toBe(true);
     s.release(1n);
     expect(s.unstaged(2n, false)).toBe(true);
+    expect(stateOf(s, 2)).toBe('staged');
+    expect(s.began(2n)).toBe(true);
     expect(stateOf(s, 2)).toBe('running');
     expect(s.queue()).toEqual([9n, 3n, 4n]);
     expect(s.unstaged(2n, true)).toBe(false);
@@ -476,8 +485,10 @@ describe('staging (lookahead)', () => {
     s.addNode({ id: 'b', slots: 1, lookahead: 2 });
     for (let i = 1; i <= 6; i++) s.submit({ gpid: g(i) });
     s.tick(); // 1 on a, 2 on b; 3, 5 staged on a; 4, 6 on b
-    s.release(2n); // 4 runs on b
-    s.release(4n); // 6 runs on b
+    s.release(2n);
+    s.began(4n); // 4 runs on b
+    s.release(4n);
+    s.began(6n); // 6 runs on b
     s.release(6n); // b is idle; a still holds 3 and 5
     const d = s.tick();
     expect(d).toEqual([{ kind: 'unstage', gpid: 5n, node: 'a', reason: 'idle-node' }]);
@@ -542,13 +553,14 @@ describe('randomized invariants', () => {
           } else if (!['running', 'suspending', 'blocked', 'staged', 'unstaging'].includes(e.state)) fail(`bad state ${e.state}`);
           else if (!byId.has(e.node!)) fail(`process ${e.gpid} is on unknown node ${e.node}`);
           if (e.state === 'staged' && !byId.get(e.node!)!.staged.includes(e.gpid)) fail(`staged ${e.gpid} is not staged on ${e.node}`);
+          if (e.state === 'unstaging' && byId.get(e.node!)!.staged.includes(e.gpid)) fail(`unstaging ${e.gpid} is still staged on ${e.node}`);
           if ((e.state === 'staged' || e.state === 'unstaging') && e.started) fail(`staged ${e.gpid} ran before`);
         }
         for (const n of views) {
           for (const p of n.staged) if (byGpid.get(p)?.state !== 'staged' || byGpid.get(p)?.node !== n.id) fail(`${p} staged on ${n.id} is ${byGpid.get(p)?.state}`);
           if (n.staged.length > n.lookahead && decisions.some((d) => d.kind === 'stage' && d.node === n.id)) fail(`node ${n.id} staged beyond its lookahead`);
-          // a staged process waits only while its node's slots are full
-          if (n.staged.length > 0 && n.used < n.slots && decisions.length) fail(`node ${n.id} has a free slot and staged processes after a tick`);
+          // staged processes reserve the slots that free
+          if (n.free !== Math.max(0, n.slots - n.used - n.staged.length)) fail(`node ${n.id} shows ${n.free} free slots`);
         }
         if (entries.length !== live.size) fail(`${entries.length} listed, ${live.size} live`);
         const holders = new Set<bigint>();
@@ -627,15 +639,14 @@ describe('randomized invariants', () => {
         } else if (r < 0.68) {
           const gp = pick(of('suspending'));
           if (gp !== undefined) expect(s.suspended(gp)).toBe(true);
-          // the node answers an unstage: given back, or begun already
+          // the node answers an unstage: given back, or begun already (it begins one only where a slot freed)
           const us = pick(of('unstaging'));
-          if (us !== undefined) {
-            // (a node begins a staged process only when a slot frees; its answer may still overtake that news)
-            const node = s.process(us)!.node!;
-            const ok = rnd() < 0.7 || s.nodes().find((x) => x.id === node)!.used > s.nodes().find((x) => x.id === node)!.slots;
-            expect(s.unstaged(us, ok)).toBe(true);
-            const n = s.nodes().find((x) => x.id === node)!;
-            if (!ok && n.used > n.slots) overOk.set(node, Math.max(n.used, overOk.get(node) ?? 0));
+          if (us !== undefined) expect(s.unstaged(us, rnd() < 0.7)).toBe(true);
+          // a node begins a staged process where a slot is free
+          const st = pick(s.list().filter((e) => e.state === 'staged' || e.state === 'unstaging').map((e) => e.gpid));
+          if (st !== undefined) {
+            const n = s.nodes().find((x) => x.id === s.process(st)!.node)!;
+            if (n.used < n.slots) expect(s.began(st)).toBe(true);
           }
         } else if (r < 0.74) {
           const gp = pick(of('running', 'suspending'));
@@ -685,9 +696,10 @@ describe('randomized invariants', () => {
       for (let round = 0; round < 10_000 && live.size > 0; round++) {
         for (const gp of s.list().filter((e) => e.state === 'blocked').map((e) => e.gpid)) s.unblock(gp);
         for (const gp of s.list().filter((e) => e.state === 'suspending').map((e) => e.gpid)) s.suspended(gp);
-        for (const e of s.list().filter((x) => x.state === 'unstaging')) {
+        for (const e of s.list().filter((x) => x.state === 'unstaging')) s.unstaged(e.gpid, rnd() < 0.5);
+        for (const e of s.list().filter((x) => x.state === 'staged')) {
           const n = s.nodes().find((x) => x.id === e.node)!;
-          s.unstaged(e.gpid, n.used >= n.slots || rnd() < 0.5);
+          if (n.used < n.slots) s.began(e.gpid);
         }
         check(s.tick());
         const running = s.list().filter((e) => e.state === 'running');
