@@ -90,11 +90,30 @@ describe.runIf(hasClang())('gridvm ps / migrate / kill / status', () => {
       // one slot: at most one part runs; the others wait (or, by the time ps answered, have finished)
       expect(seen.filter((x) => x.state === 'running' || x.state === 'starting').length).toBeLessThanOrEqual(1);
       expect(seen.every((x) => ['queued', 'running', 'starting', 'exited'].includes(x.state))).toBe(true);
+      // (with the default lookahead the queued parts wait staged on the node, shown with it)
+      expect(seen.filter((x) => x.state === 'queued').every((x) => x.node === 'n1')).toBe(true);
       expect(await job.exit).toBe(0);
       expect(job.out().trim().split('\n').map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['rank 0/4', 'rank 1/4', 'rank 2/4', 'rank 3/4']);
     } finally {
       job.child.kill('SIGKILL');
     }
+  }, 120_000);
+
+  it('--lookahead 0: queued parts wait at the origin, on no node; a bad value is refused', async () => {
+    const job = start(['run', guestPath('rank'), '--nodes', '1', '--parts', '3', '--lookahead', '0', '--', '12000000']);
+    try {
+      const seen = await until(() => {
+        const q = ps(true).processes;
+        return q.length === 3 && q.some((x) => x.state === 'queued') ? q : undefined;
+      }, 'queued parts');
+      expect(seen.filter((x) => x.state === 'queued').every((x) => x.node === null)).toBe(true);
+      expect(await job.exit).toBe(0);
+    } finally {
+      job.child.kill('SIGKILL');
+    }
+    const bad = gridvmSync(['run', guestPath('rank'), '--nodes', '2', '--lookahead', '-1']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/invalid --lookahead "-1": use an integer >= 0/);
   }, 120_000);
 
   it('status of an unknown job is an error', () => {

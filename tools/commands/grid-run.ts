@@ -22,6 +22,7 @@ export interface GridRunOptions {
   precopy?: boolean;
   trackDirty?: boolean;
   priority?: number;
+  lookahead?: number;
   checkpointIntervalMs?: { min: number; max: number };
   json?: boolean;
   cache?: boolean;
@@ -57,7 +58,7 @@ export async function gridRun(o: GridRunOptions): Promise<number> {
   const bytes = new Uint8Array(readFileSync(o.file));
   const parts = o.parts ?? ((await spawnsChildren(bytes, o.cache !== false, !!(o.trackDirty || o.precopy))) ? 1 : o.nodes);
   const grid = await Grid.start({
-    nodes: o.nodes, isolate: o.isolate, ...(o.cache === false ? { cache: false } : {}),
+    nodes: o.nodes, isolate: o.isolate, ...(o.cache === false ? { cache: false } : {}), ...(o.lookahead !== undefined ? { lookahead: o.lookahead } : {}),
     ...(o.checkpointIntervalMs ? { checkpointPolicy: { w: 0.5, minMs: o.checkpointIntervalMs.min, maxMs: o.checkpointIntervalMs.max, initialMs: o.checkpointIntervalMs.min, exportEvery: 2 } } : {}),
   });
   const control = await serveControl(grid);

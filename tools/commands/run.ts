@@ -19,6 +19,7 @@ interface RunFlags {
   cache?: boolean;
   nodes?: string;
   parts?: string;
+  lookahead?: string;
   isolate?: string;
   migrateEvery?: string;
   precopy?: boolean;
@@ -30,6 +31,12 @@ interface RunFlags {
 function positiveInt(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`invalid ${flag} "${v}": use a positive integer`);
+  return n;
+}
+
+function nonNegativeInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new Error(`invalid ${flag} "${v}": use an integer >= 0`);
   return n;
 }
 
@@ -114,11 +121,12 @@ export function registerRun(program: Command): void {
     .option('--migrate-every <DUR>', 'with --nodes: move each running process to another node at this interval')
     .option('--precopy', 'with --migrate-every: migrate with pre-copy (ship memory while running, freeze for the delta)')
     .option('--priority <N>', 'with --nodes: scheduling priority (higher first)')
+    .option('--lookahead <N>', 'with --nodes: fresh processes each node holds queued behind its running ones, to start the moment one ends (default 4; 0 = off)')
     .option('--checkpoint-interval <MIN:MAX>', 'with --nodes: bounds of the adaptive checkpoint interval (e.g. 200ms:5s)')
     .action(async (file: string, args: string[], f: RunFlags) => {
       if (f.checkpointEvery && !f.checkpointDir) f.checkpointDir = 'gridvm-checkpoints';
       for (const e of f.env) if (!e.includes('=')) throw new Error(`invalid --env "${e}": use KEY=VALUE`);
-      if (f.nodes || f.parts || f.isolate || f.migrateEvery) {
+      if (f.nodes || f.parts || f.isolate || f.migrateEvery || f.lookahead !== undefined) {
         if (f.isolate && f.isolate !== 'thread' && f.isolate !== 'process') throw new Error(`invalid --isolate "${f.isolate}": use thread or process`);
         if (f.checkpointEvery || f.checkpointDir) throw new Error('--checkpoint-every/--checkpoint-dir apply to single-node runs; a grid checkpoints adaptively (--checkpoint-interval)');
         let ci: { min: number; max: number } | undefined;
@@ -139,6 +147,7 @@ export function registerRun(program: Command): void {
           ...(f.precopy ? { precopy: true } : {}),
           ...(f.trackDirty ? { trackDirty: true } : {}),
           ...(f.priority ? { priority: Number(f.priority) } : {}),
+          ...(f.lookahead !== undefined ? { lookahead: nonNegativeInt(f.lookahead, '--lookahead') } : {}),
           ...(ci ? { checkpointIntervalMs: ci } : {}),
           ...(f.json ? { json: true } : {}),
           ...(f.cache === false ? { cache: false } : {}),
