@@ -183,15 +183,9 @@ export class NodeHost {
       case 'stream':
         void this.streamIn(m);
         return;
-      case 'drop': {
-        const r = this.prepared.get(m.gpid);
-        this.prepared.delete(m.gpid);
-        if (r) {
-          r.worker.postMessage({ t: 'drop', gpid: m.gpid } satisfies RunnerCommand);
-          r.gpid = undefined;
-        }
+      case 'drop':
+        this.dropPrepared(m.gpid);
         return;
-      }
       case 'fault': {
         const h = this.procs.get(m.gpid);
         if (h && m.kind === 'runner-crash') void h.runner.worker.terminate();
@@ -327,24 +321,43 @@ export class NodeHost {
       else this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: `process ${m.gpid} has no earlier pre-copy on node ${this.id}` });
       return;
     }
-    if (held) {
-      // a new migration of the same process: the earlier prepared state is stale
-      this.prepared.delete(m.gpid);
-      held.worker.postMessage({ t: 'drop', gpid: m.gpid } satisfies RunnerCommand);
-      held.gpid = undefined;
-    }
-    const r = this.idleRunner();
-    r.gpid = m.gpid;
-    this.prepared.set(m.gpid, r);
+    let r: Runner;
     try {
-      await this.ensureModule(r, m.hash);
+      r = await this.holdRunner(m.gpid, m.hash);
     } catch (e) {
-      this.prepared.delete(m.gpid);
-      r.gpid = undefined;
       this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: (e as Error).message });
       return;
     }
     r.worker.postMessage({ t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot } satisfies RunnerCommand);
+  }
+
+  /** Let go of what a runner holds prepared for `gpid` (a pre-copy or a streamed memory), if any. */
+  private dropPrepared(gpid: number): void {
+    const r = this.prepared.get(gpid);
+    this.prepared.delete(gpid);
+    if (r) {
+      r.worker.postMessage({ t: 'drop', gpid } satisfies RunnerCommand);
+      r.gpid = undefined;
+    }
+  }
+
+  /**
+   * An idle runner held for `gpid`'s incoming migration, with its module (an earlier prepared state of the same
+   * process is stale: dropped). Throws what giving it the module throws, holding nothing then.
+   */
+  private async holdRunner(gpid: number, hash: string): Promise<Runner> {
+    this.dropPrepared(gpid);
+    const r = this.idleRunner();
+    r.gpid = gpid;
+    this.prepared.set(gpid, r);
+    try {
+      await this.ensureModule(r, hash);
+    } catch (e) {
+      this.prepared.delete(gpid);
+      r.gpid = undefined;
+      throw e;
+    }
+    return r;
   }
 
   /**
@@ -352,22 +365,11 @@ export class NodeHost {
    * is captured and holds it for the process's start (or until 'drop').
    */
   private async streamIn(m: Extract<NodeCommand, { t: 'stream' }>): Promise<void> {
-    const held = this.prepared.get(m.gpid);
-    if (held) {
-      this.prepared.delete(m.gpid);
-      held.worker.postMessage({ t: 'drop', gpid: m.gpid } satisfies RunnerCommand);
-      held.gpid = undefined;
-    }
-    const r = this.idleRunner();
-    r.gpid = m.gpid;
-    this.prepared.set(m.gpid, r);
+    let r: Runner;
     try {
-      await this.ensureModule(r, m.hash);
+      r = await this.holdRunner(m.gpid, m.hash);
     } catch {
-      // the start will say what is wrong with the module
-      this.prepared.delete(m.gpid);
-      r.gpid = undefined;
-      return;
+      return; // the start will say what is wrong with the module
     }
     if (this.prepared.get(m.gpid) !== r) return; // dropped meanwhile
     r.worker.postMessage({ t: 'stream-in', gpid: m.gpid, hash: m.hash, buffer: m.buffer, progress: m.progress, pages: m.pages } satisfies RunnerCommand);

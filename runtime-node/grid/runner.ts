@@ -131,6 +131,13 @@ const postSoon = (m: NodeEvent) => {
  */
 let prepared: { gpid: number; chain: DecodedSnapshot[]; memory?: WebAssembly.Memory; streamed?: boolean } | undefined;
 
+/** Let go of the prepared process (of `gpid` only, if given): its memory goes back to the pool. */
+function releasePrepared(gpid?: number): void {
+  if (!prepared || (gpid !== undefined && prepared.gpid !== gpid)) return;
+  if (prepared.memory) mempool.give(prepared.memory);
+  prepared = undefined;
+}
+
 /** A 'stream-in' gives up when its source captures nothing more for this long (its thread died, say). */
 const STREAM_STALL_MS = 5000;
 
@@ -140,8 +147,7 @@ const STREAM_STALL_MS = 5000;
  * until the capture is complete (milliseconds); gives up if it stalls.
  */
 function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
-  if (prepared?.memory) mempool.give(prepared.memory);
-  prepared = undefined;
+  releasePrepared();
   const info = modules.get(m.hash)?.info;
   const lim = info?.memory;
   // a module that defines its own memory (or without the data-segment pages): its start copies from the raw
@@ -193,10 +199,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
     return;
   }
   if (m.t === 'drop') {
-    if (prepared?.gpid === m.gpid) {
-      if (prepared.memory) mempool.give(prepared.memory);
-      prepared = undefined;
-    }
+    releasePrepared(m.gpid);
     return;
   }
   if (m.t === 'prepare') {
@@ -216,7 +219,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
         post({ t: 'prepared', node, gpid: m.gpid, ok: true });
         return;
       }
-      if (prepared?.memory) mempool.give(prepared.memory);
+      releasePrepared();
       const base = decodeSnapshot(m.snapshot, pages);
       // copy the bulk of the job's memory now, while it still runs on its old node: the start then applies only
       // the pages that changed since (and those instantiation rewrites)
@@ -229,8 +232,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
       prepared = { gpid: m.gpid, chain: [base], ...(memory ? { memory } : {}) };
       post({ t: 'prepared', node, gpid: m.gpid, ok: true });
     } catch (e) {
-      if (prepared?.memory) mempool.give(prepared.memory);
-      prepared = undefined;
+      releasePrepared();
       post({ t: 'prepared', node, gpid: m.gpid, ok: false, message: (e as Error).message });
     }
     return;
@@ -245,10 +247,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
       if (snap.file) spareFiles.adopt(snap.file); // a migration's memory file that will not be read is ours
       else if (snap.memory.byteLength) recycle(snap.memory.buffer);
     }
-    if (prepared?.gpid === m.gpid) {
-      if (prepared.memory) mempool.give(prepared.memory);
-      prepared = undefined;
-    }
+    releasePrepared(m.gpid);
     return;
   }
   if (pendingOut.length && performance.now() - pendingSince >= FLUSH_AT_BEGIN_MS) flushOutput();

@@ -116,14 +116,18 @@ describe.runIf(hasClang() && existsSync(guestPath('recursion')))('capture sink: 
     }
   }, 120_000);
 
-  it('a sink that does not give the window back is caught (the comparison can fail)', async () => {
+  /** The recursion guest, a point in its deep part (ackermann / the tree walks), and its capture by copy there. */
+  async function deepPoint(): Promise<{ job: CompiledJob; at: number; cs: Snapshot }> {
     const job = await loadGuest('recursion');
     const ref = new TestVm(job, { args: ['recursion', ...ARGS], machine: { slice: SLICE } });
     ref.machine.run();
-    // a point in the deep part: ackermann / the tree walks
     const at = Math.floor(ref.machine.fuelUsed * 0.6);
     const copy = segment(job, at, undefined);
-    const cs = ownSnapshot((copy.outcome as { snapshot: Snapshot }).snapshot);
+    return { job, at, cs: ownSnapshot((copy.outcome as { snapshot: Snapshot }).snapshot) };
+  }
+
+  it('a sink that does not give the window back is caught (the comparison can fail)', async () => {
+    const { job, at, cs } = await deepPoint();
     const broken: CaptureSink = { write: () => {}, readBack: () => {} };
     const bad = segment(job, at, undefined, () => broken);
     const bs = (bad.outcome as { snapshot: Snapshot }).snapshot;
@@ -133,12 +137,7 @@ describe.runIf(hasClang() && existsSync(guestPath('recursion')))('capture sink: 
   });
 
   it('a sink that cannot store the memory falls back to the copy, exactly', async () => {
-    const job = await loadGuest('recursion');
-    const ref = new TestVm(job, { args: ['recursion', ...ARGS], machine: { slice: SLICE } });
-    ref.machine.run();
-    const at = Math.floor(ref.machine.fuelUsed * 0.6);
-    const copy = segment(job, at, undefined);
-    const cs = ownSnapshot((copy.outcome as { snapshot: Snapshot }).snapshot);
+    const { job, at, cs } = await deepPoint();
     let readBacks = 0;
     const failing: CaptureSink = { write: () => { throw new Error('ENOSPC'); }, readBack: () => void readBacks++ };
     const fb = segment(job, at, undefined, () => failing);
