@@ -8,6 +8,7 @@ import {
   createPageEngine,
   Machine,
   MemoryPool,
+  InstancePool,
   prepareJob,
   snapshotFromChain,
   type CompiledJob,
@@ -28,6 +29,8 @@ import { hostInstrumentOptions } from './wasm-opt.js';
  * same size (MemoryPool `zeroed`); bounded so that jobs which grew large do not keep their memory.
  */
 const freshMemories = new MemoryPool({ maxBytes: 64 * 1024 * 1024, maxCount: 8 });
+/** Idle instances of reusable modules (InstrumentInfo.reusable) for the next fresh start of the same module. */
+const instances = new InstancePool();
 
 export type OutputSink = 'inherit' | 'buffer' | 'ignore' | ((bytes: Uint8Array) => void);
 
@@ -290,7 +293,9 @@ function execute(
   };
   // a fresh start of a module that imports its memory (instrumentation v7+) gets a pooled one, zeroed
   const memDecl = !from && job.info.memory ? job.info.memory : undefined;
-  const pooled = memDecl ? freshMemories.take(memDecl.initial, memDecl, { zeroed: true }) : undefined;
+  // ... or, for a reusable module, an idle instance of it with its memory (instantiating is most of a tiny job)
+  const reuse = !!memDecl && instances.ready(job.module);
+  const pooled = memDecl && !reuse ? freshMemories.take(memDecl.initial, memDecl, { zeroed: true }) : undefined;
   const mo: MachineOptions = {
     pages,
     now,
@@ -312,6 +317,7 @@ function execute(
     onCheckpoint,
   };
   if (pooled) mo.memory = pooled;
+  if (memDecl) mo.instances = instances;
   if (o.fuel !== undefined) mo.fuel = o.fuel;
   if (o.timeoutMs !== undefined) mo.timeoutMs = Math.max(0, o.timeoutMs - elapsedBase);
   if (o.maxMemoryBytes !== undefined) mo.maxMemoryBytes = o.maxMemoryBytes;
@@ -332,8 +338,8 @@ function execute(
     machine.checkpoints++;
     onCheckpoint(s);
   }
-  // the job is over (its snapshots are copies): its memory serves the next fresh start
-  if (pooled) freshMemories.give(machine.memory);
+  // the job is over (its snapshots are copies): its instance, or else its memory, serves the next fresh start
+  if (!machine.release() && memDecl) freshMemories.give(machine.memory);
   const result: RunResult = {
     exitCode: outcome.kind === 'exit' ? outcome.code : null,
     stdout: concat(out),

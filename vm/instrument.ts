@@ -4,14 +4,14 @@ import { canCacheBudget, insertCachedChecks, lowerTailCalls } from './budget.js'
 import { noreturnFunctions } from './noreturn.js';
 import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
-import { activeDataPages, exportMemory } from './wasmbin.js';
+import { activeDataPages, exportMemory, hasStartSection } from './wasmbin.js';
 import { InstrumentError } from './errors.js';
 import { addDirtyTracking } from './dirty.js';
 import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 10;
+export const INSTRUMENT_VERSION = 11;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -59,6 +59,13 @@ export interface InstrumentInfo {
    * a map at the top of its memory (vm/dirty.ts), and runs with one page more than the job sees.
    */
   dirtyPages?: boolean;
+  /**
+   * After a clean exit, an instance of this module can run another job once its memory (still at the initial size)
+   * and its mutable globals are put back as they were after instantiation: the module has no start function, no
+   * data.drop, table.set or table.grow (nor expression kinds the analysis does not know), and no dirty-page
+   * tracking. Hosts keep such instances in an InstancePool (vm/instances.ts) instead of instantiating per job.
+   */
+  reusable?: boolean;
   stats: {
     functions: number;
     loops: number;
@@ -164,7 +171,7 @@ export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): 
     throw new InstrumentError(`not a valid WebAssembly module: ${(e as Error).message}`, { cause: e });
   }
   try {
-    return instrumentModule(m, opts, progress);
+    return instrumentModule(m, opts, progress, hasStartSection(original));
   } catch (e) {
     if (e instanceof InstrumentError) throw e;
     const msg = e instanceof Error ? e.message : typeof e === 'object' ? JSON.stringify(e) : String(e);
@@ -174,7 +181,7 @@ export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): 
   }
 }
 
-function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress: (s: string, f: number) => void): InstrumentOutput {
+function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress: (s: string, f: number) => void, hasStart: boolean): InstrumentOutput {
   m.setFeatures(ENGINE_FEATURES);
   binaryen.setDebugInfo(true);
 
@@ -289,6 +296,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   let loops = 0;
   let tries = 0;
   let throws = 0;
+  let stateOps = 0;
   const unknownBefore = unknownTotal();
   for (let i = 0; i < nFuncs; i++) {
     const ref = m.getFunctionByIndex(i);
@@ -310,6 +318,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     loops += facts.loops.length;
     tries += facts.tries;
     throws += facts.throws;
+    stateOps += facts.stateOps;
     if (i % 2048 === 0) progress('analyse', i / nFuncs);
   }
   const nSeg = m.getNumElementSegments();
@@ -327,7 +336,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   // unwind: it is exiting) and Asyncify is told they do not unwind (asyncify-removelist). Not with exceptions (a
   // "never returning" throw continues in a catch) nor with expression kinds the walker does not know.
   const cold = new Set<string>();
-  if (!tries && !throws && unknownTotal() === unknownBefore) {
+  const allKnown = unknownTotal() === unknownBefore;
+  const reusable = allKnown && stateOps === 0 && !hasStart && !opts.dirtyPages;
+  if (!tries && !throws && allKnown) {
     const never = noreturnFunctions(funcs, noreturnImports);
     for (const f of funcs) {
       if (never.has(f.name) && !mains.has(f.name) && !loopsByFunc.get(f.name)!.length && asyncifyListName(f.name)) cold.add(f.name);
@@ -467,6 +478,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
       dataPages,
       entry,
       ...(opts.dirtyPages ? { dirtyPages: true } : {}),
+      ...(reusable ? { reusable: true } : {}),
       stats: {
         functions: funcs.length,
         loops,

@@ -7,6 +7,7 @@ import { PAGE_SIZE } from './pages.js';
 import { guestStackFromError } from './trapstack.js';
 import { createMemory, limitsCompatible, memoryLimits, memoryPages } from './mempool.js';
 import { memoryImportLimits } from './wasmbin.js';
+import type { InstancePool, PooledInstance } from './instances.js';
 
 /** What the job does at a yield point: go on, checkpoint then go on, or checkpoint and stop. */
 export type YieldAction = 'continue' | 'checkpoint' | 'suspend';
@@ -14,12 +15,15 @@ export type YieldAction = 'continue' | 'checkpoint' | 'suspend';
 /** What a Machine needs to know about a compiled module, worked out once per module (not per instance). */
 interface ModuleFacts {
   imports: WebAssembly.ModuleImportDescriptor[];
+  functionImports: WebAssembly.ModuleImportDescriptor[];
   /** "ns.name" of every function import: only these are linked */
   used: ReadonlySet<string>;
   importsMemory: boolean;
   memoryLimits: ReturnType<typeof memoryImportLimits>;
   /** instrumented with dirty-page tracking: the memory has the map's page on top of the job's */
   dirty: boolean;
+  /** an instance can run another job after a clean exit (InstrumentInfo.reusable, and the memory is imported) */
+  reusable: boolean;
 }
 const moduleFacts = new WeakMap<WebAssembly.Module, ModuleFacts>();
 
@@ -27,12 +31,16 @@ function factsOf(job: CompiledJob): ModuleFacts {
   let f = moduleFacts.get(job.module);
   if (!f) {
     const imports = WebAssembly.Module.imports(job.module);
+    const importsMemory = imports.some((i) => i.kind === 'memory' && i.module === 'gridvm' && i.name === 'memory');
+    const dirty = WebAssembly.Module.exports(job.module).some((e) => e.name === DIRTY_BASE_GLOBAL);
     f = {
       imports,
+      functionImports: imports.filter((i) => i.kind === 'function'),
       used: new Set(imports.filter((i) => i.kind === 'function').map((i) => `${i.module}.${i.name}`)),
-      importsMemory: imports.some((i) => i.kind === 'memory' && i.module === 'gridvm' && i.name === 'memory'),
+      importsMemory,
       memoryLimits: memoryImportLimits(job.bytes),
-      dirty: WebAssembly.Module.exports(job.module).some((e) => e.name === DIRTY_BASE_GLOBAL),
+      dirty,
+      reusable: !!job.info.reusable && importsMemory && !dirty,
     };
     moduleFacts.set(job.module, f);
   }
@@ -94,8 +102,15 @@ export interface MachineOptions {
    * `job.info.memory.initial` pages, with the same maximum and sharedness as the module declares. For a fresh start
    * it must be all zero and exactly `initial` pages long; for restore() at most the snapshot's page count (restore
    * grows it; a memory cannot shrink, and the job would see the difference). Default: a new memory of `initial` pages.
+   * With `instances`, a supplied memory goes to the pool with the instance made in it.
    */
   memory?: WebAssembly.Memory;
+  /**
+   * Reuse instances of reusable modules (InstrumentInfo.reusable): without `memory`, take an idle instance of the
+   * module from the pool if it has one (its memory comes with it); otherwise instantiate one that release() can put
+   * back. Ignored for other modules.
+   */
+  instances?: InstancePool;
 }
 
 /** Where a capture stores memory instead of copying it (MachineOptions.captureSink). */
@@ -225,6 +240,11 @@ export class Machine {
   private changedAt = new Uint32Array(0);
   private captureNo = 0;
   private readonly epoch: string = `${epochPrefix}-${++epochCounter}`;
+  /** the pooled instance this Machine runs in (MachineOptions.instances), until release() */
+  private pooled: PooledInstance | undefined;
+  /** the last run() ended in an exit with the instance in its normal state (it may be reused) */
+  private cleanExit = false;
+  private released = false;
   checkpoints = 0;
   memoryPeak = 0;
   memoryLimitHit: { requestedPages: number } | undefined;
@@ -253,7 +273,9 @@ export class Machine {
       const lim = facts.memoryLimits ?? job.info.memory;
       if (!lim) throw new Error('the module imports gridvm.memory, but neither it nor its InstrumentInfo says with which limits');
       this.memoryDecl = lim;
-      memory = opts.memory ?? createMemory(lim);
+      const pool = facts.reusable ? opts.instances : undefined;
+      this.pooled = pool && !opts.memory ? pool.take(job.module) : undefined;
+      memory = this.pooled?.memory ?? opts.memory ?? createMemory(lim);
       if (opts.memory) {
         const have = memoryLimits(opts.memory);
         if (memoryPages(opts.memory) < lim.initial) throw new RangeError(`MachineOptions.memory has ${memoryPages(opts.memory)} pages; the module needs at least ${lim.initial}`);
@@ -276,7 +298,14 @@ export class Machine {
       if (imports[imp.module]?.[imp.name] === undefined) missing.push(`${imp.module}.${imp.name}`);
     }
     if (missing.length) throw new LinkError(missing);
-    this.instance = new WebAssembly.Instance(job.module, imports);
+    const pool = facts.reusable ? opts.instances : undefined;
+    let first = false;
+    if (this.pooled) pool!.bind(this.pooled, imports);
+    else if (pool) {
+      this.pooled = pool.instantiate(job.module, facts.functionImports, imports, memory!);
+      first = true;
+    }
+    this.instance = this.pooled?.instance ?? new WebAssembly.Instance(job.module, imports);
     const ex = this.instance.exports;
     this.memory = memory ?? (ex[job.info.memoryExport] as WebAssembly.Memory);
     this.entry = ex[job.info.entry] as () => void;
@@ -284,6 +313,7 @@ export class Machine {
     this.tickFloor = ex[TICK_FLOOR_GLOBAL] as WebAssembly.Global;
     this.ax = ex as unknown as AsyncifyExports;
     this.globals = job.info.globals.map((n) => ex[n] as WebAssembly.Global);
+    if (first) pool!.recordStart(this.pooled!, this.globals);
     this.slice = opts.slice ?? DEFAULT_SLICE;
     this.dirtyBase = ex[DIRTY_BASE_GLOBAL] as WebAssembly.Global | undefined;
     const limitPages = Math.min(65536, Math.floor((opts.maxMemoryBytes ?? 2 ** 32) / PAGE_SIZE));
@@ -353,6 +383,8 @@ export class Machine {
 
   /** Run until exit, trap, suspension or a blocking grid call. */
   run(): RunOutcome {
+    if (this.released) throw new Error('run: this Machine released its instance (release())');
+    this.cleanExit = false;
     if (this.awaiting && !this.answer) {
       throw new Error(`the job is blocked in a grid ${this.awaiting.op} call: call resolveBlocked(result) before run()`);
     }
@@ -376,7 +408,10 @@ export class Machine {
         } catch (e) {
           return this.failure(e);
         }
-        if (this.state !== State.Unwinding) return { kind: 'exit', code: this.proc.exitCode ?? 0 };
+        if (this.state !== State.Unwinding) {
+          this.cleanExit = this.state === State.Running;
+          return { kind: 'exit', code: this.proc.exitCode ?? 0 };
+        }
         const snap = this.finishUnwind();
         if (this.action === 'suspend') return { kind: 'suspended', snapshot: snap };
         if (this.action === 'block') {
@@ -403,8 +438,27 @@ export class Machine {
     }
   }
 
+  /**
+   * The job is over and nothing will read its memory again: with MachineOptions.instances, put the instance back in
+   * the pool (memory and globals reset as instantiation left them) if the job exited cleanly, its memory is still
+   * the initial size, and the pool has room. Returns true if it went back: its memory then belongs to the pool
+   * (do not give it to a MemoryPool). Returns false otherwise, and the memory stays the caller's. Call it once; the
+   * Machine cannot run afterwards either way.
+   */
+  release(): boolean {
+    if (this.released) return false;
+    this.released = true;
+    const p = this.pooled;
+    this.pooled = undefined;
+    if (!p || !this.cleanExit || this.inRun) return false;
+    return this.opts.instances!.give(p, this.globals);
+  }
+
   private failure(e: unknown): RunOutcome {
-    if (e instanceof ProcExit) return { kind: 'exit', code: e.code };
+    if (e instanceof ProcExit) {
+      this.cleanExit = this.state === State.Running;
+      return { kind: 'exit', code: e.code };
+    }
     if (e instanceof Trap) {
       if (!e.guestStack.length) e.guestStack = guestStackFromError(e);
       return { kind: 'trap', trap: e };

@@ -23,3 +23,4 @@ export { MemoryPool, createMemory, memoryLimits, memoryPages, prefault, limitsCo
 export { SnapshotError, LinkError } from './errors.js';
 export { createPageEngine, PAGE_SIZE, type PageEngine } from './pages.js';
 export { guestStackFromError } from './trapstack.js';
+export { InstancePool, type InstancePoolOptions, type InstancePoolStats } from './instances.js';

@@ -23,6 +23,11 @@ export interface WalkFacts {
   throws: number;
   /** return_call / return_call_indirect expressions (Asyncify cannot handle them: see lowerTailCalls) */
   tailCalls: number;
+  /**
+   * Expressions that change instance state outside memory and globals (data.drop, table.set, table.grow): an
+   * instance that ran them cannot be reset for another job (InstrumentInfo.reusable).
+   */
+  stateOps: number;
 }
 
 type Info = Record<string, unknown> & { id: number };
@@ -107,11 +112,12 @@ const REF_FUNC = b.RefFuncId;
 const TRY = b.TryId;
 const THROW = b.ThrowId;
 const RETHROW = b.RethrowId;
+const STATE_OPS = new Set([b.DataDropId, b.TableSetId, b.TableGrowId]);
 
 export const unknownKinds = new Map<number, number>();
 
 export function walkFunction(body: number): WalkFacts {
-  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0, throws: 0, tailCalls: 0 };
+  const facts: WalkFacts = { loops: [], loopDepth: [], loopCalls: false, grows: [], calls: new Set(), indirect: false, refFuncs: new Set(), tries: 0, throws: 0, tailCalls: 0, stateOps: 0 };
   if (!body) return facts;
   const stack: number[] = [body];
   const depths: number[] = [0];
@@ -120,6 +126,7 @@ export function walkFunction(body: number): WalkFacts {
     const depth = depths.pop()!;
     const id = binaryen.getExpressionId(expr);
     if (SINGLE[id] !== undefined && SINGLE[id]!.length === 0 && MULTI[id]!.length === 0) {
+      if (STATE_OPS.has(id)) facts.stateOps++;
       if (id === REF_FUNC) facts.refFuncs.add((binaryen.getExpressionInfo(expr) as unknown as Info).func as string);
       continue;
     }
@@ -148,6 +155,7 @@ export function walkFunction(body: number): WalkFacts {
     else if (id === REF_FUNC) facts.refFuncs.add(info.func as string);
     else if (id === TRY) facts.tries++;
     else if (id === THROW || id === RETHROW) facts.throws++;
+    else if (STATE_OPS.has(id)) facts.stateOps++;
     const single = SINGLE[id];
     if (single === undefined) {
       unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);

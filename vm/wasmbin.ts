@@ -216,3 +216,8 @@ export function memoryImportLimits(bytes: Uint8Array, module = 'gridvm', name = 
   }
   return undefined;
 }
+
+/** Whether the module has a start section (a function that runs when it is instantiated). */
+export function hasStartSection(bytes: Uint8Array): boolean {
+  return sections(bytes).some((s) => s.id === 8);
+}

@@ -66,6 +66,8 @@ interface Runner {
   slots: Array<number | undefined>;
   gens: number[];
   modules: Set<string>;
+  /** starts given to it in this turn, sent together (send) at its end */
+  batch?: { list: RunnerCommand[]; transfer: ArrayBuffer[] };
 }
 
 interface Hosted {
@@ -309,7 +311,7 @@ export class NodeHost {
     if (!mod) throw new Error(`module ${hash.slice(0, 16)} was not sent to node ${this.id}`);
     const { module, info } = await mod;
     if (r.modules.has(hash)) return;
-    r.worker.postMessage({ t: 'module', hash, module, info } satisfies RunnerCommand);
+    this.send(r, { t: 'module', hash, module, info });
     r.modules.add(hash);
   }
 
@@ -317,7 +319,7 @@ export class NodeHost {
     const held = this.prepared.get(m.gpid);
     if (m.delta) {
       // a later pre-copy round: for the runner that holds the earlier ones
-      if (held) held.worker.postMessage({ t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot, delta: true } satisfies RunnerCommand);
+      if (held) this.send(held, { t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot, delta: true });
       else this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: `process ${m.gpid} has no earlier pre-copy on node ${this.id}` });
       return;
     }
@@ -328,7 +330,7 @@ export class NodeHost {
       this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: (e as Error).message });
       return;
     }
-    r.worker.postMessage({ t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot } satisfies RunnerCommand);
+    this.send(r, { t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot });
   }
 
   /** Let go of what a runner holds prepared for `gpid` (a pre-copy or a streamed memory), if any. */
@@ -336,7 +338,7 @@ export class NodeHost {
     const r = this.prepared.get(gpid);
     this.prepared.delete(gpid);
     if (r) {
-      r.worker.postMessage({ t: 'drop', gpid } satisfies RunnerCommand);
+      this.send(r, { t: 'drop', gpid });
       r.gpid = undefined;
     }
   }
@@ -372,7 +374,7 @@ export class NodeHost {
       return; // the start will say what is wrong with the module
     }
     if (this.prepared.get(m.gpid) !== r) return; // dropped meanwhile
-    r.worker.postMessage({ t: 'stream-in', gpid: m.gpid, hash: m.hash, buffer: m.buffer, progress: m.progress, pages: m.pages } satisfies RunnerCommand);
+    this.send(r, { t: 'stream-in', gpid: m.gpid, hash: m.hash, buffer: m.buffer, progress: m.progress, pages: m.pages });
   }
 
   private async startProcess(m: Extract<NodeCommand, { t: 'start' }>): Promise<void> {
@@ -428,7 +430,34 @@ export class NodeHost {
         if (spare instanceof ArrayBuffer) transfer.push(spare);
       }
     }
+    this.send(r, cmd, transfer);
+  }
+
+  /**
+   * Everything to a runner goes through here, in order. Starts given to one runner in the same turn (a batch of
+   * exits frees slots for several staged starts) leave as one message at the end of the turn: each message costs the
+   * sender a structured clone and a wake-up of the runner's thread, about as much as a tiny job's start itself.
+   * Any other command first sends the starts before it.
+   */
+  private send(r: Runner, cmd: RunnerCommand, transfer: ArrayBuffer[] = []): void {
+    if (cmd.t === 'start') {
+      if (!r.batch) {
+        r.batch = { list: [], transfer: [] };
+        queueMicrotask(() => this.flush(r));
+      }
+      r.batch.list.push(cmd);
+      for (const t of transfer) r.batch.transfer.push(t);
+      return;
+    }
+    this.flush(r);
     r.worker.postMessage(cmd, transfer);
+  }
+
+  private flush(r: Runner): void {
+    const b = r.batch;
+    if (!b) return;
+    r.batch = undefined;
+    r.worker.postMessage(b.list.length === 1 ? b.list[0] : ({ t: 'starts', list: b.list } satisfies RunnerCommand), b.transfer);
   }
 
   private onRunnerEvent(r: Runner, ev: NodeEvent | RecycleEvent | LocalCheckpointEvent): void {

@@ -32,6 +32,8 @@ export type RunnerCommand =
   | { t: 'module'; hash: string; module: WebAssembly.Module; info: InstrumentInfo }
   | { t: 'prepare'; gpid: number; hash: string; snapshot: Uint8Array; delta?: boolean }
   | { t: 'drop'; gpid: number }
+  /** several starts in one message, begun in order (NodeHost batches the starts of one turn) */
+  | { t: 'starts'; list: RunnerCommand[] }
   /** copy a freezing process's memory into a job memory while it is captured (NodeCommand 'stream') */
   | { t: 'stream-in'; gpid: number; hash: string; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number }
   | {

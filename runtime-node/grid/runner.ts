@@ -31,6 +31,7 @@ import {
   type DeltaBase,
   type InstrumentInfo,
   MemoryPool,
+  InstancePool,
   type RunOutcome,
   type Snapshot,
 } from '../../vm/runtime.js';
@@ -186,10 +187,18 @@ function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
  * faulted in (64 MiB: ~8 ms instead of ~40 ms into a fresh memory).
  */
 const mempool = new MemoryPool({ maxBytes: 1024 * 1024 * 1024, maxCount: 4 });
+/** idle instances of reusable modules (InstrumentInfo.reusable): a tiny job skips instantiation */
+const instances = new InstancePool();
 /** epoch ms, sub-ms precision, comparable across threads and processes */
 const epochNow = () => performance.timeOrigin + performance.now();
 
-parentPort!.on('message', (m: RunnerCommand) => {
+parentPort!.on('message', onCommand);
+
+function onCommand(m: RunnerCommand): void {
+  if (m.t === 'starts') {
+    for (const c of m.list) onCommand(c);
+    return;
+  }
   if (m.t === 'module') {
     modules.set(m.hash, { module: m.module, info: m.info });
     return;
@@ -256,7 +265,7 @@ parentPort!.on('message', (m: RunnerCommand) => {
   } catch (e) {
     post({ t: 'error', node, gpid: m.gpid, message: `${(e as Error).name}: ${(e as Error).message}` });
   }
-});
+}
 
 function encode(s: Snapshot, delta?: DeltaBase, shared = false): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
   const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}) });
@@ -384,7 +393,9 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
   const job: CompiledJob = { hash: m.hash, sourceHash: '', bytes: new Uint8Array(0), module: mod.module, info: mod.info, cached: true };
   const from = sourceOf(m, mod.info);
   const memLimits = mod.info.memory;
-  const memory = !memLimits ? undefined : from ? (from.memory ?? mempool.take(from.snap.pages, memLimits)) : mempool.take(memLimits.initial, memLimits, { zeroed: true });
+  // a fresh start of a reusable module runs in an idle instance of it if there is one (with its memory)
+  const reuse = !from && !!memLimits && instances.ready(mod.module);
+  const memory = !memLimits || reuse ? undefined : from ? (from.memory ?? mempool.take(from.snap.pages, memLimits)) : mempool.take(memLimits.initial, memLimits, { zeroed: true });
   const gpid = m.gpid;
   const offsets = { 1: from?.snap.stdoutBytes ?? 0, 2: from?.snap.stderrBytes ?? 0 };
   const out = (fd: 1 | 2) => (bytes: Uint8Array) => {
@@ -441,6 +452,7 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
     // between process nodes: the suspension's memory goes straight to its file, no copy (shm-files.ts)
     captureSink: (action) => (action === 'suspend' && m.raw === 'file' && !precopyBase ? suspendSink(gpid) : undefined),
     ...(memory ? { memory } : {}),
+    ...(!from ? { instances } : {}),
     now: () => performance.now(),
     control: controlWord,
     ...(lim.fuel !== undefined ? { fuel: lim.fuel } : {}),
@@ -510,8 +522,9 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
     Atomics.notify(stream.progress, 0);
   }
   if (outcome.kind !== 'suspended' || m.raw !== 'memory') recycle(m.spare);
-  // the instance is done with its memory (a snapshot holds a copy): keep it for the next restore here
-  if (memLimits) mempool.give(machine.memory);
+  // the job is done with its instance and memory (a snapshot holds a copy): the instance serves the next fresh start
+  // of its module if it can (release), else the memory the next start or restore here
+  if (!machine.release() && memLimits) mempool.give(machine.memory);
   if (outcome.kind === 'exit') postSoon({ t: 'exit', node, gpid, code: outcome.code, usage: usage(machine) });
   else if (outcome.kind === 'trap') {
     const t = outcome.trap;

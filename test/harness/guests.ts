@@ -74,6 +74,8 @@ const META: Record<string, Partial<Meta>> = {
   as_gc: { description: 'AssemblyScript: managed objects/arrays/strings under the incremental GC, live set in a Map, checksums',
     seconds: 1.2 },
   as_hello: { description: 'AssemblyScript: prints one line, proc_exit(0)', seconds: 0.01 },
+  statics: { description: 'prints static and heap state that a reused instance would show if it were not reset; argv: "grow" (4 MiB malloc), "exit N", anything else echoed',
+    shortArgs: ['one', 'two'], seconds: 0.01 },
   spawn_wait: { description: 'grid: spawns 3 children of itself (argv[0] = its module path), waits for each by GPID, prints exit codes and a total; child mode `child K [units]` exits with K; argv[1] = units',
     shortArgs: ['300'], seconds: 0.05, grid: true },
   forker: { description: 'grid: fills an array with a checksum, forks; the child continues differently and exits with a code from the state, the parent waits and prints it; argv[1] = optional directory for a file',
