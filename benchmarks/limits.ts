@@ -39,12 +39,10 @@ export function LIMITS(what: string, _measured: string): string {
       'the plain checkpoint (~memcpy), not to 5 ms.';
   }
   if (what.startsWith('tiny job') && what.includes('Machine')) {
-    return 'Fixed per-process costs (measured with the module linked and cached, the memory pooled): instantiating ' +
-      'the instrumented module (~25-30 µs: V8 builds the instance, its exports and globals, and copies the data ' +
-      'segments), the Process and its WASI closures (~5 µs; only the calls the module imports are linked), and the ' +
-      'job itself (hello: wasi-libc start-up and printf -> fd_write, ~20-40 µs; the uninstrumented module on the ' +
-      'kernel takes about as long, see the "original on kernel" column). Needs instance reuse (one instance ' +
-      're-initialised per job, which Wasm does not offer for memory and globals) or a lighter entry than wasi-libc _start.';
+    return 'Per job, with the instance reused (InstancePool): the Process and its WASI closures (~5 µs), binding them ' +
+      'to the instance\'s imports, resetting its memory (the initial pages: data-segment pages copied, the rest ' +
+      'zero-filled) and globals, and the job itself (hello: wasi-libc start-up and printf -> fd_write). ' +
+      'Instantiating instead costs ~25-30 µs more (the fresh-instance column).';
   }
   if (what.startsWith('tiny job')) {
     return 'Everything the Machine row pays, plus run()\'s own path per call: a stat of the file (the prepared job is ' +
