@@ -216,6 +216,8 @@ function view(e: Entry): SchedEntry {
 export class Scheduler {
   readonly options: Readonly<Required<SchedulerOptions>>;
   #nodes = new Map<string, GridNode>();
+  /** #nodes in id order, made again when a node is added or removed (a tick reads it; ticks far outnumber those) */
+  #sorted: GridNode[] | undefined;
   #procs = new Map<bigint, Entry>();
   /** waiting processes (and stale entries, dropped lazily), sorted by queueOrder */
   #queue: Entry[] = [];
@@ -253,6 +255,7 @@ export class Scheduler {
     const n: GridNode = { id: spec.id, slots: 0, speed: 1, load: 0, alive: true, holders: new Set(), blocked: new Set(), lookahead: 0, staged: [] };
     this.#patch(n, { slots: spec.slots, speed: spec.speed ?? 1, load: spec.load ?? 0, lookahead: spec.lookahead ?? 0 });
     this.#nodes.set(n.id, n);
+    this.#sorted = undefined;
   }
 
   /** Changes a node's slots, speed, load or liveness. Shrinking slots below its use over-subscribes it. */
@@ -280,6 +283,7 @@ export class Scheduler {
       this.#enqueue(e);
     }
     this.#nodes.delete(id);
+    this.#sorted = undefined;
     return lost.map((e) => e.gpid);
   }
 
@@ -742,7 +746,7 @@ export class Scheduler {
   }
 
   #sortedNodes(): GridNode[] {
-    return [...this.#nodes.values()].sort((a, b) => cmpStr(a.id, b.id));
+    return (this.#sorted ??= [...this.#nodes.values()].sort((a, b) => cmpStr(a.id, b.id)));
   }
 
   #node(id: string): GridNode {

@@ -215,7 +215,8 @@ interface JobRecord {
   procs: ProcRecord[];
   out: OutputIntegrator;
   startedAt: number;
-  startedIso: string;
+  /** wall clock at submit (epoch ms), made an ISO string only for the result */
+  startedEpoch: number;
   done: (r: JobResult) => void;
   promise: Promise<JobResult>;
   migrateTimer?: ReturnType<typeof setInterval>;
@@ -236,6 +237,8 @@ interface NodeRecord {
 }
 
 const HEARTBEAT_CHECK_MS = 250;
+/** the output sink of a job that passed none */
+const noSink = (): void => {};
 /** processes of finished jobs the origin remembers for ps --all and status (older ones are forgotten) */
 const KEEP_FINISHED_PROCS = 10_000;
 const DEFAULT_POLICY: CheckpointPolicy = { w: 0.5, minMs: 200, maxMs: 5000, initialMs: 1000, exportEvery: 2 };
@@ -328,10 +331,10 @@ export class Grid {
     const id = `job-${process.pid.toString(36)}-${(this.nextJob++).toString(36)}`;
     let done!: (r: JobResult) => void;
     const promise = new Promise<JobResult>((r) => (done = r));
-    const sinks = { 1: spec.stdout ?? (() => {}), 2: spec.stderr ?? (() => {}) };
+    const sinks = { 1: spec.stdout ?? noSink, 2: spec.stderr ?? noSink };
     const parts = spec.parts ?? 1;
     const job: JobRecord = {
-      id, procs: [], out: new OutputIntegrator(sinks), startedAt: performance.now(), startedIso: new Date().toISOString(),
+      id, procs: [], out: new OutputIntegrator(sinks), startedAt: performance.now(), startedEpoch: Date.now(),
       done, promise, rankJob: parts > 1, priority: spec.priority ?? 0, precopy: !!spec.precopy, trackDirty,
     };
     this.jobs.set(id, job);
@@ -427,17 +430,23 @@ export class Grid {
     const raw = rec.pendingRaw;
     rec.pendingRaw = undefined;
     const isThread = (this.opts.isolate ?? 'thread') === 'thread';
-    this.send(node, {
+    // (optional fields set one by one: a start per tiny job, and object spreads allocate)
+    const cmd: Extract<NodeCommand, { t: 'start' }> = {
       t: 'start', gpid: rec.view.gpid, hash: rec.hash, spec: rec.spec, counters: { ...rec.counters },
-      raw: isThread ? 'memory' : 'file',
-      ...(raw ? { snapshot: raw } : rec.recovery.snapshot ? { snapshot: rec.recovery.snapshot } : {}),
-      ...(!raw && rec.recovery.base && !prepared ? { base: rec.recovery.base, ...(rec.recovery.mids?.length ? { mids: rec.recovery.mids } : {}) } : {}),
-      ...(!raw && prepared ? { prepared: true } : {}),
-      ...(!raw && rec.recovery.resolve ? { resolve: rec.recovery.resolve } : {}),
-      ...(staged ? { staged: true } : {}),
-      ...(raw && streamed ? { streamed: true } : {}),
-      policy: this.policyNow(),
-    });
+      raw: isThread ? 'memory' : 'file', policy: this.policyNow(),
+    };
+    const rc = rec.recovery;
+    if (raw) cmd.snapshot = raw;
+    else if (rc.snapshot) cmd.snapshot = rc.snapshot;
+    if (!raw && rc.base && !prepared) {
+      cmd.base = rc.base;
+      if (rc.mids?.length) cmd.mids = rc.mids;
+    }
+    if (!raw && prepared) cmd.prepared = true;
+    if (!raw && rc.resolve) cmd.resolve = rc.resolve;
+    if (staged) cmd.staged = true;
+    if (raw && streamed) cmd.streamed = true;
+    this.send(node, cmd);
   }
 
   /**
@@ -822,7 +831,7 @@ export class Grid {
     this.finishedProcs += job.procs.length;
     this.pruneFinished();
     job.done({
-      id: job.id, exitCode, processes: procs, startedAt: job.startedIso, endedAt: new Date().toISOString(),
+      id: job.id, exitCode, processes: procs, startedAt: new Date(job.startedEpoch).toISOString(), endedAt: new Date().toISOString(),
       elapsedMs: ended - job.startedAt, outputGaps: job.out.gaps,
     });
   }

@@ -392,24 +392,23 @@ export class NodeHost {
     this.procs.set(m.gpid, hosted);
     try {
       if (m.prepared && !held) throw new Error(`process ${m.gpid} was not prepared on node ${this.id}`);
-      await this.ensureModule(r, m.hash);
+      // (no await when the runner has the module: the start then leaves in this turn's batch)
+      if (!r.modules.has(m.hash)) await this.ensureModule(r, m.hash);
     } catch (e) {
       this.forget(hosted, m.gpid);
       this.emit({ t: 'error', node: this.id, gpid: m.gpid, message: (e as Error).message });
       return;
     }
     if (this.procs.get(m.gpid) !== hosted) return; // taken back (unstaged or killed) before it was sent
-    const cmd: RunnerCommand = {
-      t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters, slot: hosted.slot, gen: hosted.gen,
-      ...(m.snapshot ? { snapshot: m.snapshot } : {}),
-      ...(m.raw ? { raw: m.raw } : {}),
-      ...(m.base ? { base: m.base } : {}),
-      ...(m.mids?.length ? { mids: m.mids } : {}),
-      ...(m.prepared ? { prepared: true } : {}),
-      ...(m.streamed && held ? { streamed: true } : {}),
-      ...(m.resolve ? { resolve: m.resolve } : {}),
-      ...(m.policy ? { policy: m.policy } : {}),
-    };
+    const cmd: Extract<RunnerCommand, { t: 'start' }> = { t: 'start', gpid: m.gpid, hash: m.hash, spec: m.spec, counters: m.counters, slot: hosted.slot, gen: hosted.gen };
+    if (m.snapshot) cmd.snapshot = m.snapshot;
+    if (m.raw) cmd.raw = m.raw;
+    if (m.base) cmd.base = m.base;
+    if (m.mids?.length) cmd.mids = m.mids;
+    if (m.prepared) cmd.prepared = true;
+    if (m.streamed && held) cmd.streamed = true;
+    if (m.resolve) cmd.resolve = m.resolve;
+    if (m.policy) cmd.policy = m.policy;
     // a raw snapshot's memory moves on to the runner (it was transferred here and is used once); on thread nodes
     // the runner also gets a spare buffer the size of that memory, so a later suspension copies into already
     // faulted-in pages instead of a fresh allocation
