@@ -42,7 +42,7 @@ export function LIMITS(what: string, _measured: string): string {
     return 'Per job, with the instance reused (InstancePool): the Process and its WASI closures (~5 µs), binding them ' +
       'to the instance\'s imports, resetting its memory (the initial pages: data-segment pages copied, the rest ' +
       'zero-filled) and globals, and the job itself (hello: wasi-libc start-up and printf -> fd_write). ' +
-      'Instantiating instead costs ~25-30 µs more (the fresh-instance column).';
+      'Instantiating instead costs ~8-10 µs more at steady state (the fresh-instance column), and garbage.';
   }
   if (what.startsWith('tiny job')) {
     return 'Everything the Machine row pays, plus run()\'s own path per call: a stat of the file (the prepared job is ' +
