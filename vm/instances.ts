@@ -16,6 +16,8 @@ export interface PooledInstance {
   readonly memory: WebAssembly.Memory;
   /** what each function import calls, in the order of `ModuleRecord.keys` */
   readonly fns: HostFn[];
+  /** every mutable global it exports (the job's, and the VM's budget, tick floor, memory limit): all are reset */
+  readonly globals: WebAssembly.Global[];
 }
 
 /** What the pool knows of a module: its imports, and the state a fresh instance of it starts in. */
@@ -26,7 +28,7 @@ interface ModuleRecord {
   image?: Uint8Array;
   /** pages of `image` that are not all zero (the rest is reset with a fill) */
   dataPages?: Uint8Array;
-  /** the first values of the mutable globals (InstrumentInfo.globals order) */
+  /** the first values of the mutable exported globals (PooledInstance.globals order) */
   globals?: GlobalValue[];
   idle: PooledInstance[];
 }
@@ -137,11 +139,21 @@ export class InstancePool {
       (linked[d.module] ??= {})[d.name] = trampoline(fns, i, arityOf.get(key) ?? -1);
     });
     const instance = new WebAssembly.Instance(module, linked);
-    return { module, instance, memory, fns };
+    const globals: WebAssembly.Global[] = [];
+    for (const v of Object.values(instance.exports)) {
+      if (!(v instanceof WebAssembly.Global)) continue;
+      try {
+        v.value = v.value; // throws for an immutable global
+        globals.push(v);
+      } catch {
+        /* immutable: nothing to reset */
+      }
+    }
+    return { module, instance, memory, fns, globals };
   }
 
   /** @internal (Machine) the first instance of a module was just made: remember what it starts as */
-  recordStart(p: PooledInstance, globals: readonly WebAssembly.Global[]): void {
+  recordStart(p: PooledInstance): void {
     const r = this.records.get(p.module);
     if (!r || r.image) return;
     const image = new Uint8Array(p.memory.buffer).slice();
@@ -158,7 +170,7 @@ export class InstancePool {
     }
     r.image = image;
     r.dataPages = dataPages;
-    r.globals = globals.map((g) => g.value as GlobalValue);
+    r.globals = p.globals.map((g) => g.value as GlobalValue);
   }
 
   /** @internal (Machine) bind a job's functions to a pooled instance's imports */
@@ -176,7 +188,7 @@ export class InstancePool {
    * @internal (Machine) take back an instance whose job exited cleanly: reset its memory and globals, or drop it
    * (returns false) when its memory is no longer the initial size or the pool is full.
    */
-  give(p: PooledInstance, globals: readonly WebAssembly.Global[]): boolean {
+  give(p: PooledInstance): boolean {
     const r = this.records.get(p.module);
     const image = r?.image;
     p.fns.fill(dropped);
@@ -192,6 +204,7 @@ export class InstancePool {
       else mem.fill(0, a, a + PAGE);
     }
     const first = r.globals!;
+    const globals = p.globals;
     for (let i = 0; i < globals.length; i++) globals[i]!.value = first[i]!;
     r.idle.push(p);
     this.stats.returned++;

@@ -313,7 +313,7 @@ export class Machine {
     this.tickFloor = ex[TICK_FLOOR_GLOBAL] as WebAssembly.Global;
     this.ax = ex as unknown as AsyncifyExports;
     this.globals = job.info.globals.map((n) => ex[n] as WebAssembly.Global);
-    if (first) pool!.recordStart(this.pooled!, this.globals);
+    if (first) pool!.recordStart(this.pooled!);
     this.slice = opts.slice ?? DEFAULT_SLICE;
     this.dirtyBase = ex[DIRTY_BASE_GLOBAL] as WebAssembly.Global | undefined;
     const limitPages = Math.min(65536, Math.floor((opts.maxMemoryBytes ?? 2 ** 32) / PAGE_SIZE));
@@ -330,6 +330,8 @@ export class Machine {
 
   /** Budget units used so far: the job's deterministic CPU measure. */
   get fuelUsed(): number {
+    // after release() the budget global belongs to the pool (reset, then another job's): the count was kept
+    if (this.released) return this.fuelBase;
     return this.fuelBase + (this.armed - (this.budget.value as number));
   }
 
@@ -447,11 +449,13 @@ export class Machine {
    */
   release(): boolean {
     if (this.released) return false;
+    this.fuelBase = this.fuelUsed;
+    this.armed = 0;
     this.released = true;
     const p = this.pooled;
     this.pooled = undefined;
     if (!p || !this.cleanExit || this.inRun) return false;
-    return this.opts.instances!.give(p, this.globals);
+    return this.opts.instances!.give(p);
   }
 
   private failure(e: unknown): RunOutcome {

@@ -13,14 +13,17 @@ import { run } from '../../runtime-node/index.js';
 const fresh = (job: CompiledJob, args: string[]) => {
   const vm = new TestVm(job, { args });
   const outcome = vm.machine.run();
-  return { outcome, stdout: vm.stdout, stderr: vm.stderr };
+  return { outcome, stdout: vm.stdout, stderr: vm.stderr, fuel: vm.machine.fuelUsed };
 };
 
 function pooled(job: CompiledJob, pool: InstancePool, args: string[], machine: Partial<MachineOptions> = {}) {
   const vm = new TestVm(job, { args, machine: { instances: pool, ...machine } });
   const outcome = vm.machine.run();
+  const fuel = vm.machine.fuelUsed;
   const released = vm.machine.release();
-  return { outcome, stdout: vm.stdout, stderr: vm.stderr, released, vm };
+  // the count survives the release (whose reset of the instance's globals would otherwise show in it)
+  expect(vm.machine.fuelUsed).toBe(fuel);
+  return { outcome, stdout: vm.stdout, stderr: vm.stderr, fuel, released, vm };
 }
 
 describe.runIf(hasClang() && existsSync(guestPath('statics')))('instance reuse', () => {
@@ -35,6 +38,8 @@ describe.runIf(hasClang() && existsSync(guestPath('statics')))('instance reuse',
       expect(got.stdout).toBe(want.stdout);
       expect(got.stdout).toMatch(/^counter=1 seeded=43 text=pristine kept=\(null\)\n/);
       expect(got.outcome).toEqual(want.outcome);
+      // the VM's own globals (budget, tick floor) are reset too: fuel is counted as in a fresh instance
+      expect(got.fuel).toBe(want.fuel);
       expect(got.released).toBe(true);
     }
     // one instance made, then reused: a missing reset of memory or globals would have shown above (counter=2...)
@@ -93,13 +98,19 @@ describe.runIf(hasClang() && existsSync(guestPath('statics')))('instance reuse',
     for (let i = 0; i < 3; i++) {
       const got = pooled(job, pool, ['as_hello']);
       expect(got.stdout).toBe(want.stdout);
+      expect(got.fuel).toBe(want.fuel);
       expect(got.released).toBe(true);
     }
     expect(pool.stats.hits).toBe(2);
   });
 
-  it('run() reuses instances between calls, with the same results', async () => {
+  it('run() reuses instances between calls, with the same results and fuel', async () => {
     const a = await run(guestPath('statics'), { args: ['first'] });
+    const b = await run(guestPath('statics'), { args: ['first'] });
+    expect(b.fuelUsed).toBe(a.fuelUsed);
+    // and the count is the one a fresh instance reports (run() reads it after giving the instance back)
+    expect(a.fuelUsed).toBe(fresh(await loadGuest('statics'), ['statics.wasm', 'first']).fuel);
+    expect(b.stdout).toEqual(a.stdout);
     for (let i = 0; i < 5; i++) {
       const r = await run(guestPath('statics'), { args: ['again', String(i)] });
       expect(new TextDecoder().decode(r.stdout)).toBe(`counter=1 seeded=43 text=pristine kept=(null)\nmalloc: 80 bytes apart\narg again\narg ${i}\n`);
