@@ -1,8 +1,9 @@
-// Instances of instrumented modules kept for the next job of the same module. Instantiating is most of a tiny job's
-// cost (V8 builds the instance, its exports and globals, and copies the data segments: ~25-30 µs for hello.wasm,
-// and garbage for the collector afterwards). An instance that ran a job to a clean exit can run another once it is
-// put back exactly as instantiation left it: memory (still at its initial size) rewritten from an image taken right
-// after the first instantiation, mutable globals set to their first values. Modules that change other instance state
+// Instances of instrumented modules kept for the next job of the same module. Instantiating is a large part of a
+// tiny job (V8 builds the instance, its exports and globals, and copies the data segments; hello.wasm at steady
+// state: ~36 µs per job instantiating, ~27 reusing; and garbage for the collector). An instance that ran a job to a
+// clean exit can run another once it is put back exactly as instantiation left it: memory (still at its initial size)
+// zeroed and the data segments' pages (InstrumentInfo.dataPages, as the first instantiation wrote them) copied back,
+// mutable globals set to their first values. Modules that change other instance state
 // (data.drop, table.set, table.grow), have a start function or track dirty pages are not reused
 // (InstrumentInfo.reusable). The instance's imports are trampolines that call the current job's functions, so the
 // next job binds its own Process and Machine. Platform-free.
@@ -24,12 +25,13 @@ export interface PooledInstance {
 interface ModuleRecord {
   /** "ns.name" of each function import, in the order of PooledInstance.fns */
   keys: string[];
-  /** memory right after instantiation (initial pages: zeros and the data segments) */
-  image?: Uint8Array;
-  /** pages of `image` that are not all zero (the rest is reset with a fill) */
-  dataPages?: Uint8Array;
+  /** bytes of memory right after instantiation (the initial pages) */
+  bytes: number;
+  /** the pages the data segments wrote at instantiation (InstrumentInfo.dataPages) and their contents; the rest was
+   * zero */
+  data: Array<{ at: number; bytes: Uint8Array }>;
   /** the first values of the mutable exported globals (PooledInstance.globals order) */
-  globals?: GlobalValue[];
+  globals: GlobalValue[];
   idle: PooledInstance[];
 }
 
@@ -112,31 +114,24 @@ export class InstancePool {
 
   /**
    * @internal (Machine) instantiate `module` with imports that call `fns` (filled from `imports` now, and by each
-   * later job), in `memory`; the first instance of a module also records the state it starts in.
+   * later job), in `memory` (fresh: zero but for what instantiation writes); the first instance of a module also
+   * records the state it starts in: its memory's size, the pages the data segments wrote (`dataPages`), and its
+   * mutable globals' values.
    */
   instantiate(
     module: WebAssembly.Module,
     functionImports: readonly WebAssembly.ModuleImportDescriptor[],
     imports: WebAssembly.Imports,
     memory: WebAssembly.Memory,
+    dataPages: readonly number[],
   ): PooledInstance {
     this.stats.misses++;
     let r = this.records.get(module);
-    if (!r) {
-      r = { keys: functionImports.map((d) => `${d.module}.${d.name}`), idle: [] };
-      this.records.set(module, r);
-      while (this.records.size > this.maxModules) {
-        const first = this.records.keys().next().value as WebAssembly.Module;
-        this.stats.dropped += this.records.get(first)!.idle.length;
-        this.records.delete(first);
-      }
-    }
     const fns: HostFn[] = [];
     const linked: Record<string, Record<string, WebAssembly.ImportValue>> = { gridvm: { memory } };
-    r.keys.forEach((key, i) => {
-      const d = functionImports[i]!;
+    functionImports.forEach((d, i) => {
       fns.push(imports[d.module]![d.name] as HostFn);
-      (linked[d.module] ??= {})[d.name] = trampoline(fns, i, arityOf.get(key) ?? -1);
+      (linked[d.module] ??= {})[d.name] = trampoline(fns, i, arityOf.get(`${d.module}.${d.name}`) ?? -1);
     });
     const instance = new WebAssembly.Instance(module, linked);
     const globals: WebAssembly.Global[] = [];
@@ -149,28 +144,23 @@ export class InstancePool {
         /* immutable: nothing to reset */
       }
     }
-    return { module, instance, memory, fns, globals };
-  }
-
-  /** @internal (Machine) the first instance of a module was just made: remember what it starts as */
-  recordStart(p: PooledInstance): void {
-    const r = this.records.get(p.module);
-    if (!r || r.image) return;
-    const image = new Uint8Array(p.memory.buffer).slice();
-    const n = image.length / PAGE;
-    const dataPages = new Uint8Array(n);
-    const words = new Uint32Array(image.buffer);
-    for (let pg = 0; pg < n; pg++) {
-      for (let w = (pg * PAGE) >> 2, end = ((pg + 1) * PAGE) >> 2; w < end; w++) {
-        if (words[w] !== 0) {
-          dataPages[pg] = 1;
-          break;
-        }
+    if (!r) {
+      const mem = new Uint8Array(memory.buffer);
+      r = {
+        keys: functionImports.map((d) => `${d.module}.${d.name}`),
+        bytes: mem.length,
+        data: dataPages.filter((pg) => (pg + 1) * PAGE <= mem.length).map((pg) => ({ at: pg * PAGE, bytes: mem.slice(pg * PAGE, (pg + 1) * PAGE) })),
+        globals: globals.map((g) => g.value as GlobalValue),
+        idle: [],
+      };
+      this.records.set(module, r);
+      while (this.records.size > this.maxModules) {
+        const first = this.records.keys().next().value as WebAssembly.Module;
+        this.stats.dropped += this.records.get(first)!.idle.length;
+        this.records.delete(first);
       }
     }
-    r.image = image;
-    r.dataPages = dataPages;
-    r.globals = p.globals.map((g) => g.value as GlobalValue);
+    return { module, instance, memory, fns, globals };
   }
 
   /** @internal (Machine) bind a job's functions to a pooled instance's imports */
@@ -190,20 +180,15 @@ export class InstancePool {
    */
   give(p: PooledInstance): boolean {
     const r = this.records.get(p.module);
-    const image = r?.image;
     p.fns.fill(dropped);
-    if (!r || !image || p.memory.buffer.byteLength !== image.length || image.length > this.maxMemoryBytes || r.idle.length >= this.perModule) {
+    if (!r || p.memory.buffer.byteLength !== r.bytes || r.bytes > this.maxMemoryBytes || r.idle.length >= this.perModule) {
       this.stats.dropped++;
       return false;
     }
     const mem = new Uint8Array(p.memory.buffer);
-    const dataPages = r.dataPages!;
-    for (let pg = 0; pg < dataPages.length; pg++) {
-      const a = pg * PAGE;
-      if (dataPages[pg]) mem.set(image.subarray(a, a + PAGE), a);
-      else mem.fill(0, a, a + PAGE);
-    }
-    const first = r.globals!;
+    mem.fill(0);
+    for (const d of r.data) mem.set(d.bytes, d.at);
+    const first = r.globals;
     const globals = p.globals;
     for (let i = 0; i < globals.length; i++) globals[i]!.value = first[i]!;
     r.idle.push(p);

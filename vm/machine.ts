@@ -251,6 +251,7 @@ export class Machine {
 
   constructor(readonly job: CompiledJob, readonly proc: Process, readonly opts: MachineOptions) {
     const facts = factsOf(job);
+    const pool = facts.reusable ? opts.instances : undefined;
     const moduleImports = facts.imports;
     const imports = proc.imports({
       yield: () => this.onYield(),
@@ -273,7 +274,6 @@ export class Machine {
       const lim = facts.memoryLimits ?? job.info.memory;
       if (!lim) throw new Error('the module imports gridvm.memory, but neither it nor its InstrumentInfo says with which limits');
       this.memoryDecl = lim;
-      const pool = facts.reusable ? opts.instances : undefined;
       this.pooled = pool && !opts.memory ? pool.take(job.module) : undefined;
       memory = this.pooled?.memory ?? opts.memory ?? createMemory(lim);
       if (opts.memory) {
@@ -298,13 +298,8 @@ export class Machine {
       if (imports[imp.module]?.[imp.name] === undefined) missing.push(`${imp.module}.${imp.name}`);
     }
     if (missing.length) throw new LinkError(missing);
-    const pool = facts.reusable ? opts.instances : undefined;
-    let first = false;
     if (this.pooled) pool!.bind(this.pooled, imports);
-    else if (pool) {
-      this.pooled = pool.instantiate(job.module, facts.functionImports, imports, memory!);
-      first = true;
-    }
+    else if (pool) this.pooled = pool.instantiate(job.module, facts.functionImports, imports, memory!, job.info.dataPages ?? []);
     this.instance = this.pooled?.instance ?? new WebAssembly.Instance(job.module, imports);
     const ex = this.instance.exports;
     this.memory = memory ?? (ex[job.info.memoryExport] as WebAssembly.Memory);
@@ -313,7 +308,6 @@ export class Machine {
     this.tickFloor = ex[TICK_FLOOR_GLOBAL] as WebAssembly.Global;
     this.ax = ex as unknown as AsyncifyExports;
     this.globals = job.info.globals.map((n) => ex[n] as WebAssembly.Global);
-    if (first) pool!.recordStart(this.pooled!);
     this.slice = opts.slice ?? DEFAULT_SLICE;
     this.dirtyBase = ex[DIRTY_BASE_GLOBAL] as WebAssembly.Global | undefined;
     const limitPages = Math.min(65536, Math.floor((opts.maxMemoryBytes ?? 2 ** 32) / PAGE_SIZE));
