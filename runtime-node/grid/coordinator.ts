@@ -25,14 +25,16 @@ import { nodePlatform } from '../platform.js';
 import { KILLED_BEFORE_BEGIN, newSparePool } from './node-host.js';
 import { startNode, type Isolation, type NodeHandle } from './nodes.js';
 import { OutputIntegrator, type Sink } from './output.js';
-import { MIGRATION_DIR } from './runner-types.js';
+import { CONTROL_SLOTS, MIGRATION_DIR } from './runner-types.js';
 
 /**
- * Staged starts per node (GridOptions.lookahead). With hello.wasm jobs on 2 thread nodes: 1 -> ~7k jobs/s,
- * 2 -> ~8.5k, 4 -> ~10k, 8 -> ~7k (runners' queues grow uneven); each staged start also waits behind a longer job
- * until the scheduler takes it back for an idle node.
+ * Staged starts per node (GridOptions.lookahead). With hello.wasm jobs on 2 thread nodes, alternating runs against
+ * a piscina pool in the same minutes (pool ~15-19k jobs/s): 4 -> ~15-20k, 8 -> ~19-21k, 16 -> ~22-26k, 31 -> ~21k.
+ * A queue shorter than the origin's turnaround (the ends of a runner's jobs reach the origin, which stages more)
+ * leaves the runner idle between jobs. Each staged start also waits behind a longer job until the scheduler takes
+ * it back for an idle node. A node holds at most slots × (CONTROL_SLOTS - 1) (runner-types.ts).
  */
-export const DEFAULT_LOOKAHEAD = 4;
+export const DEFAULT_LOOKAHEAD = 16;
 
 export type ProcState = 'queued' | 'starting' | 'running' | 'migrating' | 'suspending' | 'suspended' | 'blocked' | 'exited' | 'failed' | 'killed';
 
@@ -51,8 +53,8 @@ export interface GridOptions {
   preempt?: boolean;
   /**
    * Fresh processes each node may hold queued behind its running ones (the scheduler's staging): the node starts
-   * the next the moment one ends, without a round trip to the origin. Default DEFAULT_LOOKAHEAD (4); 0 turns it
-   * off.
+   * the next the moment one ends, without a round trip to the origin. Default DEFAULT_LOOKAHEAD (16), at most
+   * slots × (CONTROL_SLOTS - 1) per node; 0 turns it off.
    */
   lookahead?: number;
 }
@@ -297,7 +299,8 @@ export class Grid {
     const rec: NodeRecord = { handle, slots, alive: true, lastSeen: Date.now(), modules: new Set() };
     handle.onExit = (why) => this.nodeLost(id, why);
     this.nodeRecs.set(id, rec);
-    this.sched.addNode({ id, slots, lookahead: this.opts.lookahead ?? DEFAULT_LOOKAHEAD });
+    // (a runner holds CONTROL_SLOTS starts: more staged would need runner threads beyond the node's slots)
+    this.sched.addNode({ id, slots, lookahead: Math.min(this.opts.lookahead ?? DEFAULT_LOOKAHEAD, slots * (CONTROL_SLOTS - 1)) });
     this.kick();
     return rec;
   }

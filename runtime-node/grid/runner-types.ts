@@ -19,7 +19,7 @@ export interface RunnerData {
 
 export const CONTROL_WORDS = 4;
 /** starts a runner holds at once: the one it runs and up to CONTROL_SLOTS - 1 staged behind it */
-export const CONTROL_SLOTS = 8;
+export const CONTROL_SLOTS = 32;
 export const BEGUN = 1;
 export const UNSTAGED = 2;
 /** Word [2] of a slot given to the start of generation `gen`, with `state` (0, BEGUN or UNSTAGED). */

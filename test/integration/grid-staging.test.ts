@@ -63,6 +63,32 @@ describe.runIf(hasClang())('staging: nodes hold starts behind their running proc
     }
   });
 
+  it('a lookahead beyond what a runner holds is capped: a 1-slot node stages 31, never runs two at once', async () => {
+    const grid = await Grid.start({ nodes: 1, lookahead: 100 });
+    try {
+      const endless = await submit(grid, 'endless', []);
+      await until('the endless job to run', () => (grid.ps().find((p) => p.gpid === endless.gpid())?.state === 'running' ? true : undefined));
+      const tiny: Submitted[] = [];
+      for (let i = 0; i < 40; i++) tiny.push(await submit(grid, 'hello', [`t${i}`]));
+      const ids = new Set(tiny.map((t) => t.gpid()));
+      await until('31 staged', () => (grid.ps().filter((p) => ids.has(p.gpid) && p.node === 'n1').length === 31 ? true : undefined));
+      // uncapped, the node would start the starts its busy runner cannot queue on fresh runner threads at once
+      await sleep(300);
+      const mine = grid.ps().filter((p) => ids.has(p.gpid));
+      expect(mine.filter((p) => p.state === 'queued' && p.node === 'n1')).toHaveLength(31);
+      expect(mine.filter((p) => p.state === 'queued' && p.node === null)).toHaveLength(9);
+      expect(grid.ps().filter((p) => p.state === 'running').map((p) => p.gpid)).toEqual([endless.gpid()]);
+      expect(grid.kill(endless.gpid())).toBe(true);
+      const results = await Promise.all(tiny.map((t) => t.done));
+      for (let i = 0; i < tiny.length; i++) {
+        expect(results[i]!.exitCode).toBe(0);
+        expect(tiny[i]!.out()).toContain(`argv[1]=t${i}\n`);
+      }
+    } finally {
+      await grid.close();
+    }
+  });
+
   it('a staged start that is killed never runs: no output, killed; the process ahead of it runs on', async () => {
     const grid = await Grid.start({ nodes: 1, lookahead: 2 });
     try {

@@ -121,7 +121,7 @@ export function registerRun(program: Command): void {
     .option('--migrate-every <DUR>', 'with --nodes: move each running process to another node at this interval')
     .option('--precopy', 'with --migrate-every: migrate with pre-copy (ship memory while running, freeze for the delta)')
     .option('--priority <N>', 'with --nodes: scheduling priority (higher first)')
-    .option('--lookahead <N>', 'with --nodes: fresh processes each node holds queued behind its running ones, to start the moment one ends (default 4; 0 = off)')
+    .option('--lookahead <N>', 'with --nodes: fresh processes each node holds queued behind its running ones, to start the moment one ends (default 16, at most 31 per slot; 0 = off)')
     .option('--checkpoint-interval <MIN:MAX>', 'with --nodes: bounds of the adaptive checkpoint interval (e.g. 200ms:5s)')
     .action(async (file: string, args: string[], f: RunFlags) => {
       if (f.checkpointEvery && !f.checkpointDir) f.checkpointDir = 'gridvm-checkpoints';
