@@ -109,6 +109,8 @@ export type NodeCommand =
   | { t: 'stream'; gpid: Gpid; hash: string; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number }
   /** fault injection (tests, chaos drills): end the runner thread of a process abruptly */
   | { t: 'fault'; gpid: Gpid; kind: 'runner-crash' }
+  /** the node's slots changed (the origin's scheduler decides what runs; the node sizes its runners by it) */
+  | { t: 'slots'; slots: number }
   | { t: 'shutdown' };
 
 export type NodeEvent =
@@ -170,7 +172,7 @@ export type GridCallMsg = { op: 'spawn'; path: string; argv: string[] } | { op: 
 export type Message = NodeCommand | NodeEvent;
 
 const MESSAGE_TYPES = new Set([
-  'module', 'start', 'control', 'prepare', 'drop', 'fault', 'shutdown',
+  'module', 'start', 'control', 'prepare', 'drop', 'fault', 'slots', 'shutdown',
   'hello', 'heartbeat', 'started', 'precopy', 'prepared', 'output', 'checkpoint', 'suspended', 'blocked', 'exit', 'trap', 'error', 'lost', 'unstaged', 'stream', 'streaming',
 ]);
 
@@ -216,7 +218,8 @@ export function validateMessage(m: unknown): Message {
   const needBytes = (k: string) => {
     if (!(o[k] instanceof Uint8Array)) throw new ProtocolError(`message ${t}: field ${k} must be bytes`);
   };
-  if (t !== 'module' && t !== 'shutdown' && t !== 'hello' && t !== 'heartbeat') needNum('gpid');
+  if (t !== 'module' && t !== 'shutdown' && t !== 'hello' && t !== 'heartbeat' && t !== 'slots') needNum('gpid');
+  if (t === 'slots' && !(Number.isInteger(o.slots) && (o.slots as number) >= 0)) throw new ProtocolError('message slots: field slots must be an integer >= 0');
   if (t === 'output') {
     needNum('offset');
     needBytes('bytes');

@@ -36,6 +36,8 @@
  *  2. Preemption (`preempt`, default on): for each process still waiting, in queue order, that no pending suspend
  *     already serves: suspend the lowest-priority running process (latest submitted among equals) whose priority is
  *     strictly lower and whose node, once it is checkpointed, gives the waiting one a slot it may use.
+ *  2b. Overload (with `preempt`): when no slot is free anywhere, an over-subscribed node's excess running processes
+ *     are suspended to a checkpoint (lowest priority, latest submitted first) and wait in the queue.
  *  3. Speed rebalancing: a running process moves to a free slot on a node whose effective speed
  *     (speed × (1 − load)) is more than `speedRatio` times its own node's (slowest nodes first).
  *
@@ -46,13 +48,13 @@
  * that frees is not free for placement while processes are staged there; the runtime reports which one the node
  * began (`began`, when the node says it started), which then holds the slot. A
  * tick takes staged processes back (`unstage`, before step 1) when a waiting process of strictly higher priority
- * would otherwise queue behind them, and when a node has a free slot that nothing waiting can use while another
+ * would otherwise queue behind them, beyond a node's lookahead when that shrank, and when a node has a free slot that nothing waiting can use while another
  * node holds staged processes (work stealing: the newest staged process of the node holding the most).
  *
  * Placement: the `preferNode` if it has a free slot; otherwise, among eligible nodes with a free slot whose
  * effective speed is at least 1/speedRatio of the fastest such node (so step 3 never moves a process right after
  * placing it): the node it last ran on, if it ran before and that node is among them (its state is there: an
- * unblocked or suspended process); else the one with the most free capacity (free slots × effective speed), then
+ * unblocked or suspended process); else, away from its `spreadFrom` node if another qualifies, the one with the most free capacity (free slots × effective speed), then
  * most free slots, then the lowest node id. Step 3 does not move a process off its `preferNode`. Eligible: alive,
  * and not the process's `avoidNode` — unless no other alive node has slots (the constraint is relaxed rather than
  * starving the process).
@@ -98,6 +100,11 @@ export interface ProcessSpec {
   started?: boolean;
   /** Hard: never placed there, unless it is the only alive node with slots. */
   avoidNode?: string;
+  /**
+   * Soft: placed on another node when one with a free slot is fast enough (a spawned or forked child spreads away
+   * from its parent's node).
+   */
+  spreadFrom?: string;
 }
 
 /** A process as `gridvm ps` shows it. */
@@ -149,14 +156,21 @@ export type Decision =
   /** Hand the (fresh) process to `node` to start when one of its slots frees. */
   | { kind: 'stage'; gpid: bigint; node: string }
   /** Take the staged process back from `node`; call `unstaged(gpid, ok)` with the outcome. */
-  | { kind: 'unstage'; gpid: bigint; node: string; reason: 'priority' | 'idle-node' }
-  /** Checkpoint the process and stop it; call `suspended(gpid)` when done. */
+  | { kind: 'unstage'; gpid: bigint; node: string; reason: 'priority' | 'idle-node' | 'shrunk' }
+  /**
+   * Checkpoint the process and stop it; call `suspended(gpid)` when done. `beneficiary`: the higher-priority waiting
+   * process it makes room for; `overload`: its node runs more than its slots and no slot is free elsewhere.
+   */
   | { kind: 'suspend'; gpid: bigint; node: string; beneficiary: bigint }
+  | { kind: 'suspend'; gpid: bigint; node: string; reason: 'overload' }
   /** Move the running process; call `migrated(gpid, from)` if it failed. */
   | { kind: 'migrate'; gpid: bigint; from: string; to: string; reason: 'oversubscribed' | 'speed' };
 
 export interface SchedulerOptions {
-  /** Suspend lower-priority running processes for strictly higher waiting ones. Default true. */
+  /**
+   * Suspend lower-priority running processes for strictly higher waiting ones, and the excess of over-subscribed
+   * nodes when no slot is free elsewhere. Default true.
+   */
   preempt?: boolean;
   /** Speed moves need target/source effective speed > speedRatio (≥ 1; Infinity disables them). Default 2. */
   speedRatio?: number;
@@ -174,6 +188,7 @@ interface Entry {
   lastNode: string | undefined;
   preferNode: string | undefined;
   avoidNode: string | undefined;
+  spreadFrom: string | undefined;
   seq: number;
   /** requeued after its node was lost: ranks first within its priority */
   front: boolean;
@@ -297,7 +312,7 @@ export class Scheduler {
     if (!Number.isFinite(priority)) throw new SchedError(`priority must be a finite number, got ${priority}`);
     const e: Entry = {
       gpid: spec.gpid, state: 'queued', priority, node: undefined, lastNode: undefined,
-      preferNode: spec.preferNode, avoidNode: spec.avoidNode, seq: ++this.#seq, front: false, started: !!spec.started,
+      preferNode: spec.preferNode, avoidNode: spec.avoidNode, spreadFrom: spec.spreadFrom, seq: ++this.#seq, front: false, started: !!spec.started,
       suspendFor: undefined, lastMigrationTick: -Infinity,
     };
     this.#procs.set(spec.gpid, e);
@@ -465,8 +480,11 @@ export class Scheduler {
       this.#ticks - e.lastMigrationTick > this.options.migrateCooldownTicks;
     const nodes = this.#sortedNodes();
 
-    // 0. take staged processes back: from behind waiting processes of strictly higher priority, and for free
-    // slots nothing waiting can use (done after step 1, below)
+    // 0. take staged processes back: beyond a node's lookahead (it shrank), from behind waiting processes of strictly
+    // higher priority, and for free slots nothing waiting can use (done after step 1, below)
+    for (const n of nodes) {
+      while (n.staged.length > n.lookahead) out.push(this.#unstage(n, this.#procs.get(n.staged[n.staged.length - 1]!)!, 'shrunk', touched));
+    }
     const topWaiting = this.#eachWaiting().next();
     if (!topWaiting.done) {
       const top = topWaiting.value.priority;
@@ -612,6 +630,28 @@ export class Scheduler {
       }
     }
 
+    // 2b. overload: a node running more than its slots (they shrank, or it drains with 0) whose excess found no free
+    // slot anywhere in step 1 suspends that excess to a checkpoint (lowest priority first, latest submitted among
+    // equals); it waits in the queue and resumes where a slot frees. Not while a slot is free somewhere: the excess
+    // moves there (step 1, maybe on a later tick once its migration cooldown is over).
+    if (this.options.preempt && free <= 0) {
+      for (const n of nodes) {
+        if (!n.alive) continue;
+        const over = n.holders.size - (pendingOn.get(n.id) ?? 0) - n.slots;
+        if (over <= 0) continue;
+        const victims = [...n.holders].map((g) => this.#procs.get(g)!)
+          .filter((e) => e.state === 'running' && !touched.has(e.gpid))
+          .sort((a, b) => a.priority - b.priority || b.seq - a.seq);
+        for (const v of victims.slice(0, over)) {
+          touched.add(v.gpid);
+          v.state = 'suspending';
+          v.suspendFor = undefined;
+          pendingOn.set(n.id, (pendingOn.get(n.id) ?? 0) + 1);
+          out.push({ kind: 'suspend', gpid: v.gpid, node: n.id, reason: 'overload' });
+        }
+      }
+    }
+
     // 3. speed rebalancing into free slots on much faster nodes (only when some alive node with a free slot is more
     // than speedRatio times faster than another: with equal nodes a tick does not look at running processes)
     let fastFree = 0;
@@ -648,7 +688,7 @@ export class Scheduler {
   // ---- internals ----
 
 
-  #unstage(n: GridNode, e: Entry, reason: 'priority' | 'idle-node', touched: Set<bigint>): Decision {
+  #unstage(n: GridNode, e: Entry, reason: 'priority' | 'idle-node' | 'shrunk', touched: Set<bigint>): Decision {
     n.staged.splice(n.staged.indexOf(e.gpid), 1);
     e.state = 'unstaging';
     this.#unstaging++;
@@ -676,9 +716,10 @@ export class Scheduler {
     const fastEnough = cands.filter((n) => !(eff(n) * this.options.speedRatio < fastest));
     const last = e.started ? fastEnough.find((n) => n.id === e.lastNode) : undefined;
     if (last) return last;
+    const away = e.spreadFrom !== undefined ? fastEnough.filter((n) => n.id !== e.spreadFrom) : fastEnough;
     let best: GridNode | undefined;
     let bestScore = -1;
-    for (const n of fastEnough) {
+    for (const n of away.length ? away : fastEnough) {
       const score = freeOf(n) * eff(n);
       // nodes are in id order, so strict comparisons keep the lowest id among equals
       if (score > bestScore || (score === bestScore && freeOf(n) > freeOf(best!))) {

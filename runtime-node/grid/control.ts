@@ -1,5 +1,5 @@
 // The control interface of a running local grid: a small HTTP API on a Unix socket in $GRIDVM_HOME/run/ (default
-// ~/.gridvm), so that `gridvm ps`, `gridvm kill`, `gridvm migrate` and `gridvm status` reach grids started by other
+// ~/.gridvm), so that `gridvm ps`, `gridvm kill`, `gridvm migrate`, `gridvm slots` and `gridvm status` reach grids started by other
 // `gridvm run --nodes` commands. Finished jobs are kept as JSON records in $GRIDVM_HOME/jobs/.
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
@@ -59,6 +59,10 @@ export async function serveControl(grid: Grid): Promise<{ socket: string; close(
           (e: Error) => json(res, 409, { error: e.message }),
         );
         return;
+      }
+      if (req.method === 'POST' && parts[0] === 'slots' && parts[1] && parts[2] !== undefined) {
+        grid.setSlots(parts[1], Number(parts[2]));
+        return json(res, 200, { ok: true });
       }
       json(res, 404, { error: `unknown request ${req.method} ${req.url}` });
     } catch (e) {

@@ -382,7 +382,10 @@ export class Grid {
     this.procs.set(gpid, rec);
     job.procs.push(rec);
     job.out.add(gpid);
-    this.sched.submit({ gpid: BigInt(gpid), priority: job.priority });
+    // a child spreads away from its parent's node (a remote fork or spawn is meant to use another machine)
+    // (the node the parent last ran on: a parent blocked in fork or spawn is held at the origin, on no node)
+    const from = parent?.view.visited[parent.view.visited.length - 1];
+    this.sched.submit({ gpid: BigInt(gpid), priority: job.priority, ...(from ? { spreadFrom: from } : {}) });
     return rec;
   }
 
@@ -887,6 +890,22 @@ export class Grid {
   }
 
   /**
+   * Change how many processes a node may run at once (its owner wants the machine back, say: 0 drains it). Its
+   * processes beyond the new count move to free slots elsewhere, or, when no slot is free anywhere, are suspended to
+   * a checkpoint and resume where a slot frees (the scheduler's overload rule). Throws on an unknown node or a
+   * count that is not an integer >= 0.
+   */
+  setSlots(node: string, slots: number): void {
+    const n = this.nodeRecs.get(node);
+    if (!n || !n.alive) throw new Error(`no live node ${node} (nodes: ${this.aliveNodes().join(', ')})`);
+    if (!Number.isInteger(slots) || slots < 0) throw new Error(`slots must be an integer >= 0, got ${slots}`);
+    n.slots = slots;
+    this.sched.updateNode(node, { slots, lookahead: Math.min(this.opts.lookahead ?? DEFAULT_LOOKAHEAD, slots * (CONTROL_SLOTS - 1)) });
+    this.send(node, { t: 'slots', slots });
+    this.kick();
+  }
+
+  /**
    * Move a running process to another node: freeze it at its next safe point, ship its snapshot, continue it there.
    * With `precopy`, its whole state is shipped and loaded on the target first while it keeps running, and the
    * freeze ships only the pages that changed since. Resolves when it runs on the target.
@@ -944,6 +963,9 @@ export class Grid {
     for (const [id, n] of this.nodeRecs) {
       if (n.alive && now - n.lastSeen > limit) this.nodeLost(id, `no heartbeat for ${now - n.lastSeen} ms`);
     }
+    // a scheduling round even when nothing happened: the scheduler's cool-downs count rounds, and a decision that
+    // waited for one (a drained node's process, just migrated there) would otherwise wait for the next event
+    this.kick();
   }
 
   /** A node died: its processes continue from their last exported checkpoint elsewhere. */

@@ -110,21 +110,24 @@ export class NodeHost {
   private closed = false;
 
   private readonly spares: SparePool;
+  /** slots the origin's scheduler gives this node (it may change them: 'slots') */
+  private slots: number;
 
   constructor(readonly id: string, private readonly bus: Bus, private readonly opts: NodeHostOptions = {}) {
     this.spares = opts.spares ?? newSparePool();
+    this.slots = opts.slots ?? 1;
   }
 
   start(): void {
     this.unsubscribe = this.bus.subscribe(`node.${this.id}`, (m) => this.onCommand(m as NodeCommand));
-    this.emit({ t: 'hello', node: this.id, slots: this.opts.slots ?? 1, pid: process.pid, incarnation: this.incarnation });
+    this.emit({ t: 'hello', node: this.id, slots: this.slots, pid: process.pid, incarnation: this.incarnation });
     this.heartbeat = setInterval(() => {
       this.emit({ t: 'heartbeat', node: this.id, incarnation: this.incarnation, running: [...this.procs.keys()] });
     }, this.opts.heartbeatMs ?? 250);
     this.heartbeat.unref?.();
     // warm runners for the node's slots: a worker thread takes tens of ms to start, which a start or an incoming
     // migration would otherwise wait for
-    for (let i = 0; i < (this.opts.slots ?? 1); i++) this.idleRunner();
+    for (let i = 0; i < this.slots; i++) this.idleRunner();
   }
 
   async close(): Promise<void> {
@@ -193,6 +196,9 @@ export class NodeHost {
         if (h && m.kind === 'runner-crash') void h.runner.worker.terminate();
         return;
       }
+      case 'slots':
+        this.slots = m.slots;
+        return;
       case 'shutdown':
         void this.close();
         return;
@@ -221,7 +227,7 @@ export class NodeHost {
     // a slot of this node is free in fact (the end of its process is on its way to the origin): start it at once
     let busy = 0;
     for (const r of this.runners) if (r.gpid !== undefined && this.prepared.get(r.gpid) !== r) busy++;
-    if (busy < (this.opts.slots ?? 1)) return this.idleRunner();
+    if (busy < this.slots) return this.idleRunner();
     let best: Runner | undefined;
     for (const r of this.runners) {
       if (r.gpid === undefined || this.prepared.get(r.gpid) === r || r.queue.length + 1 >= CONTROL_SLOTS) continue;

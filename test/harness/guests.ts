@@ -83,6 +83,7 @@ const META: Record<string, Partial<Meta>> = {
   procstatus: { description: 'grid: prints Gpid and Node from /proc/self/status, then CPU work printing Node at 4 points (re-reading the open file); argv[1] = units',
     shortArgs: ['100'], seconds: 0.1, deterministic: false, grid: true },
   as_rank: { description: 'grid: AssemblyScript, prints rank/size and gpid/parent through sdk/assemblyscript/gridvm.ts', seconds: 0.01, grid: true },
+  as_family: { description: 'grid: AssemblyScript, remote fork (child checks the copied heap, exits 42), spawn of itself as `child 5`, wait for each, then ECHILD; through sdk/assemblyscript/gridvm.ts', seconds: 0.05, grid: true },
   memtouch: { description: 'memory of argv[1] MiB filled with data, then steps that dirty one page each (checkpoint benchmarks); argv = MiB steps work',
     shortArgs: ['4', '200', '500'], seconds: 0.3 },
 };

@@ -64,15 +64,32 @@ describe.runIf(hasClang())('gridvm ps / migrate / kill / status', () => {
       expect(bad.code).toBe(125);
       expect(bad.stderr).toMatch(/no live node n99/);
       expect(gridvmSync(['kill', '999999']).stderr).toMatch(/no running grid has a process with GPID 999999/);
+      // draining its node (0 slots) moves it back to the node with a free slot
+      expect(gridvmSync(['slots', other, 'x']).stderr).toMatch(/invalid slot count "x": use an integer >= 0/);
+      expect(gridvmSync(['slots', 'n99', '1']).stderr).toMatch(/no running grid has a node n99/);
+      const dr = gridvmSync(['slots', other, '0']);
+      expect(dr.code, dr.stderr).toBe(0);
+      const back = await until(() => ps().processes.find((x) => x.gpid === p.gpid && x.node === p.node && x.state === 'running'), 'the move off the drained node');
+      expect(back.migrations).toBe(2);
+      expect(ps().grids[0]!.nodes.find((n) => n.id === other)!.slots).toBe(0);
       const k = gridvmSync(['kill', String(p.gpid)]);
       expect(k.code, k.stderr).toBe(0);
       expect(await job.exit).toBe(137);
       const st = gridvmSync(['status', p.job, '--json']);
       expect(st.code).toBe(0);
-      const s = JSON.parse(st.stdout) as { live: boolean; processes: Array<{ state: string; migrations: number; failure?: { why: string } }> };
+      const s = JSON.parse(st.stdout) as {
+        live: boolean;
+        processes: Array<{ gpid: number; state: string; node: string | null; visited: string[]; cpuMs: number; memoryPeakBytes: number; checkpoints: number; migrations: number; failure?: { why: string } }>;
+      };
       expect(s.live).toBe(false);
+      expect(s.processes[0]!.gpid).toBe(p.gpid);
       expect(s.processes[0]!.state).toBe('killed');
-      expect(s.processes[0]!.migrations).toBe(1);
+      expect(s.processes[0]!.visited).toEqual([p.node, other, p.node]);
+      expect(s.processes[0]!.cpuMs).toBeGreaterThan(0);
+      expect(s.processes[0]!.memoryPeakBytes).toBeGreaterThanOrEqual(65536);
+      // each migration froze it at a checkpoint
+      expect(s.processes[0]!.checkpoints).toBeGreaterThanOrEqual(2);
+      expect(s.processes[0]!.migrations).toBe(2);
       expect(s.processes[0]!.failure?.why).toBe('killed');
       expect(gridvmSync(['status', p.job]).stdout).toMatch(/ended with exit code 137/);
     } finally {

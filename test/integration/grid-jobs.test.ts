@@ -54,6 +54,8 @@ describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
     const [parent, child] = g.result.processes;
     expect(child!.parent).toBe(parent!.gpid);
     expect(child!.exitCode).toBe(42);
+    // remote: the child ran on the other node
+    expect(child!.visited[0]).not.toBe(parent!.visited[parent!.visited.length - 1]);
   });
 
   it('AssemblyScript: a rank-aware part reads its rank, size and GPID through the AS module', async () => {
@@ -61,6 +63,27 @@ describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
     expect(g.result.exitCode).toBe(0);
     const gpids = g.result.processes.map((p) => p.gpid);
     expect(g.stdout).toBe(gpids.map((id, r) => `as_rank: rank ${r} of 3\nas_rank: gpid ${id}, parent 0\n`).join(''));
+  });
+
+  it('AssemblyScript: remote fork, spawn and wait through the AS module; the children run on the other node', async () => {
+    const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('as_family') });
+    expect(g.result.exitCode).toBe(0);
+    const sum = /^as_family: before fork, sum ([0-9a-f]{16})$/m.exec(g.stdout)?.[1];
+    expect(sum).toBeDefined();
+    // each process's output in GPID order: the parent, the forked child, the spawned child
+    expect(g.stdout).toBe(
+      `as_family: before fork, sum ${sum}\nas_family: fork child waited, exit 42\nas_family: spawned child waited, exit 5\nas_family: wait for more: ECHILD\n` +
+        `as_family: fork child, sum ${sum}, parent set yes\n` +
+        'as_family: spawned child 5, parent set yes\n',
+    );
+    const [parent, forked, spawned] = g.result.processes;
+    expect(g.result.processes).toHaveLength(3);
+    expect([forked!.parent, spawned!.parent]).toEqual([parent!.gpid, parent!.gpid]);
+    expect([forked!.exitCode, spawned!.exitCode]).toEqual([42, 5]);
+    // the parent resumed after each blocking call (fork, spawn, 3 waits) on its node; each child ran on the other
+    expect(parent!.visited).toHaveLength(6);
+    expect(parent!.visited).not.toContain(forked!.visited[0]);
+    expect(parent!.visited).not.toContain(spawned!.visited[0]);
   });
 
   it('/proc/self/status shows the GPID and the node, which changes after a migration', async () => {

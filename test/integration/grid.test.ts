@@ -214,3 +214,43 @@ describe.runIf(hasClang())('priorities: a higher-priority job preempts a running
     }
   }, 120_000);
 });
+
+describe.runIf(hasClang())('overload: a node whose slots shrink suspends its excess, which resumes later', () => {
+  it('setSlots(node, 1) on a node running 2 jobs, no slot free elsewhere: one is suspended to a checkpoint; both finish with their reference outputs', async () => {
+    const ref = await runInThread('run', guestPath('nbody'), { args: ['12000000'], stdout: 'buffer', stderr: 'buffer' });
+    const grid = await Grid.start({ nodes: 1, slotsPerNode: 2 });
+    try {
+      const outs = ['', ''];
+      const jobs = [];
+      for (let i = 0; i < 2; i++) jobs.push(await grid.submit({ wasm: guestPath('nbody'), args: ['12000000'], stdout: (b) => (outs[i] += dec.decode(b)) }));
+      for (let i = 0; i < 500 && grid.ps().filter((p) => p.state === 'running').length < 2; i++) await sleep(10);
+      expect(grid.ps().filter((p) => p.state === 'running')).toHaveLength(2);
+      expect(() => grid.setSlots('n1', -1)).toThrow(/slots must be an integer >= 0, got -1/);
+      expect(() => grid.setSlots('n9', 1)).toThrow(/no live node n9/);
+      grid.setSlots('n1', 1);
+      expect(grid.nodes()[0]!.slots).toBe(1);
+      let both = 0;
+      let suspended = 0;
+      const watch = setInterval(() => {
+        const ps = grid.ps();
+        if (ps.filter((p) => p.state === 'running').length > 1) both++;
+        if (ps.some((p) => p.state === 'suspended')) suspended++;
+      }, 5);
+      // once the suspension has happened, never two at once on the one slot
+      for (let i = 0; i < 500 && !grid.ps().some((p) => p.state === 'suspended'); i++) await sleep(5);
+      both = 0;
+      const rs = await Promise.all(jobs.map((j) => j.done));
+      clearInterval(watch);
+      expect(suspended).toBeGreaterThan(0);
+      expect(both).toBe(0);
+      for (let i = 0; i < 2; i++) {
+        expect(rs[i]!.exitCode).toBe(0);
+        expect(outs[i]).toBe(dec.decode(ref.stdout));
+      }
+      // the suspended one checkpointed and ran again: two starts' worth of node visits
+      expect(rs.some((r) => r.processes[0]!.checkpoints >= 1)).toBe(true);
+    } finally {
+      await grid.close();
+    }
+  }, 120_000);
+});

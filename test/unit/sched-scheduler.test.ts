@@ -99,6 +99,18 @@ describe('placement', () => {
     expect(nodeOf(s, 3)).toBe('a');
   });
 
+  it('spreads a child away from its spreadFrom node when another has a free slot, and uses it otherwise', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 2 });
+    s.addNode({ id: 'b', slots: 1 });
+    // a has the most free capacity, but the child spreads from a
+    s.submit({ gpid: 1n, spreadFrom: 'a' });
+    expect(s.tick()).toEqual([{ kind: 'place', gpid: 1n, node: 'b', resume: false }]);
+    // b is full now: the next child of a goes to a
+    s.submit({ gpid: 2n, spreadFrom: 'a' });
+    expect(s.tick()).toEqual([{ kind: 'place', gpid: 2n, node: 'a', resume: false }]);
+  });
+
   it('relaxes avoidNode when the avoided node is the only one with slots', () => {
     const s = new Scheduler();
     s.addNode({ id: 'a', slots: 1 });
@@ -249,8 +261,8 @@ describe('rebalancing', () => {
     for (let i = 0; i < 10; i++) expect(s.tick()).toEqual([]);
   });
 
-  it('moves excess processes in priority order and leaves the rest when free slots run out', () => {
-    const s = new Scheduler();
+  it('moves excess processes in priority order and, without preemption, leaves the rest running when free slots run out', () => {
+    const s = new Scheduler({ preempt: false });
     s.addNode({ id: 'a', slots: 3 });
     for (let i = 1; i <= 3; i++) s.submit({ gpid: g(i) });
     s.tick();
@@ -263,6 +275,64 @@ describe('rebalancing', () => {
     s.release(1n); // frees a slot on b: the last excess process follows
     expect(s.tick()).toEqual([{ kind: 'migrate', gpid: 3n, from: 'a', to: 'b', reason: 'oversubscribed' }]);
     expect(used(s, 'a')).toBe(0);
+  });
+
+  it('overload: with no slot free anywhere, the excess of a shrunk node is suspended (lowest priority, newest first) and resumes where a slot frees', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 3 });
+    s.submit({ gpid: 1n, priority: 1 });
+    s.submit({ gpid: 2n });
+    s.submit({ gpid: 3n });
+    s.tick();
+    s.addNode({ id: 'b', slots: 1 });
+    s.submit({ gpid: 4n });
+    expect(placed(s.tick())).toEqual([4n]);
+    s.updateNode('a', { slots: 1 });
+    // 2 over on a, nothing free on b: 3 then 2 (priority 0, newest first); 1 (priority 1) keeps running
+    expect(s.tick()).toEqual([
+      { kind: 'suspend', gpid: 3n, node: 'a', reason: 'overload' },
+      { kind: 'suspend', gpid: 2n, node: 'a', reason: 'overload' },
+    ]);
+    expect(s.tick()).toEqual([]); // their checkpoints are pending: nothing more is suspended
+    expect(s.suspended(3n)).toBe(true);
+    expect(s.suspended(2n)).toBe(true);
+    expect(stateOf(s, 2)).toBe('suspended');
+    expect(used(s, 'a')).toBe(1);
+    expect(s.tick()).toEqual([]); // still no slot: they wait
+    s.release(4n);
+    expect(s.tick()).toEqual([{ kind: 'place', gpid: 2n, node: 'b', resume: true }]);
+    s.updateNode('a', { slots: 2 });
+    expect(s.tick()).toEqual([{ kind: 'place', gpid: 3n, node: 'a', resume: true }]);
+  });
+
+  it('overload: a node drained to 0 slots suspends what cannot move, and a free slot elsewhere is preferred to a suspension', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 2 });
+    s.addNode({ id: 'b', slots: 1 });
+    for (let i = 1; i <= 3; i++) s.submit({ gpid: g(i) });
+    s.tick();
+    const onA = s.list().filter((e) => e.node === 'a').map((e) => e.gpid);
+    expect(onA).toHaveLength(2);
+    s.release(s.list().find((e) => e.node === 'b')!.gpid); // b has a free slot
+    s.updateNode('a', { slots: 0 });
+    const ds = s.tick();
+    // one moves to b's free slot; then nothing is free: the other is suspended
+    expect(ds.filter((d) => d.kind === 'migrate')).toHaveLength(1);
+    expect(ds.filter((d) => d.kind === 'suspend')).toEqual([{ kind: 'suspend', gpid: ds.find((d) => d.kind === 'suspend')!.gpid, node: 'a', reason: 'overload' }]);
+    expect(ds).toHaveLength(2);
+  });
+
+  it('a shrunk lookahead takes the staged processes beyond it back', () => {
+    const s = new Scheduler();
+    s.addNode({ id: 'a', slots: 1, lookahead: 3 });
+    for (let i = 1; i <= 4; i++) s.submit({ gpid: g(i) });
+    s.tick();
+    expect(s.nodes()[0]!.staged).toEqual([2n, 3n, 4n]);
+    s.updateNode('a', { lookahead: 1 });
+    expect(s.tick()).toEqual([
+      { kind: 'unstage', gpid: 4n, node: 'a', reason: 'shrunk' },
+      { kind: 'unstage', gpid: 3n, node: 'a', reason: 'shrunk' },
+    ]);
   });
 
   it('does not move a process again within the cool-down', () => {
@@ -310,7 +380,8 @@ describe('rebalancing', () => {
   });
 
   it('never migrates to or from a dead node', () => {
-    const s = new Scheduler();
+    // (without preemption: it would suspend a's excess, which has nowhere to go, for overload)
+    const s = new Scheduler({ preempt: false });
     s.addNode({ id: 'a', slots: 2 });
     s.submit({ gpid: 1n });
     s.submit({ gpid: 2n });

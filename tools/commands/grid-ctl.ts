@@ -78,6 +78,22 @@ export function registerGridControl(program: Command): void {
     });
 
   program
+    .command('slots')
+    .description("change how many processes a grid node runs at once (0 drains it); its processes beyond that move to free slots elsewhere or are suspended to a checkpoint and resume later")
+    .argument('<node>', 'the node id (see gridvm ps --json)')
+    .argument('<n>', 'the new number of slots (an integer >= 0)')
+    .option('--grid <pid>', 'the grid (its process id in gridvm ps --json), when more than one is running')
+    .action(async (node: string, v: string, f: { grid?: string }) => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new Error(`invalid slot count "${v}": use an integer >= 0`);
+      const grids = (await listGrids()).filter((g) => g.nodes.some((x) => x.id === node) && (f.grid === undefined || String(g.pid) === f.grid));
+      if (!grids.length) throw new Error(`no running grid has a node ${node}${f.grid !== undefined ? ` (grid ${f.grid})` : ''}`);
+      if (grids.length > 1) throw new Error(`${grids.length} running grids have a node ${node} (${grids.map((g) => g.pid).join(', ')}): pick one with --grid PID`);
+      const r = await controlRequest(grids[0]!.socket, 'POST', `/slots/${encodeURIComponent(node)}/${n}`);
+      if (r.status !== 200) throw new Error(r.body.error ?? `slots failed (${r.status})`);
+    });
+
+  program
     .command('status')
     .description('show a job: per process state, node, CPU time, memory, checkpoints, migrations; why a process failed')
     .argument('<job>', 'the job id (see gridvm ps, or the JSON of gridvm run --json)')

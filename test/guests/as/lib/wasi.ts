@@ -1,5 +1,5 @@
 // A minimal WASI preview1 binding for the AssemblyScript guests (AssemblyScript 0.28 has no built-in WASI).
-// Only what the guests use: fd_write and proc_exit, imported directly from wasi_snapshot_preview1, plus an abort
+// Only what the guests use: fd_write, proc_exit and the arguments, imported directly from wasi_snapshot_preview1, plus an abort
 // handler (wired with `--use abort=lib/wasi/wasiAbort`) so the module imports nothing from "env".
 
 @external("wasi_snapshot_preview1", "fd_write")
@@ -7,6 +7,12 @@ declare function fd_write(fd: u32, iovs: usize, iovsLen: u32, nwritten: usize): 
 
 @external("wasi_snapshot_preview1", "proc_exit")
 declare function proc_exit(code: u32): void;
+
+@external("wasi_snapshot_preview1", "args_sizes_get")
+declare function args_sizes_get(argc: usize, bufSize: usize): u16;
+
+@external("wasi_snapshot_preview1", "args_get")
+declare function args_get(argv: usize, buf: usize): u16;
 
 export const STDOUT: u32 = 1;
 export const STDERR: u32 = 2;
@@ -61,4 +67,22 @@ export function wasiAbort(message: string | null, fileName: string | null, line:
   if (fileName !== null) s += " at " + fileName + ":" + line.toString() + ":" + column.toString();
   eprintln(s);
   proc_exit(134);
+}
+
+/** The job's arguments (argv[0] first), decoded as UTF-8; exits with 71 if the host refuses them. */
+export function args(): string[] {
+  const sizes = memory.data(8);
+  if (args_sizes_get(sizes, sizes + 4) != 0) proc_exit(71);
+  const argc = <i32>load<u32>(sizes);
+  const ptrs = new ArrayBuffer(argc * 4);
+  const buf = new ArrayBuffer(<i32>load<u32>(sizes, 4));
+  if (args_get(changetype<usize>(ptrs), changetype<usize>(buf)) != 0) proc_exit(71);
+  const out = new Array<string>(argc);
+  for (let i = 0; i < argc; i++) {
+    const p = <usize>load<u32>(changetype<usize>(ptrs) + <usize>i * 4);
+    let n: usize = 0;
+    while (load<u8>(p + n) != 0) n++;
+    out[i] = String.UTF8.decodeUnsafe(p, n);
+  }
+  return out;
 }
