@@ -80,7 +80,7 @@ const META: Record<string, Partial<Meta>> = {
     shortArgs: ['300'], seconds: 0.05, grid: true },
   forker: { description: 'grid: fills an array with a checksum, forks; the child continues differently and exits with a code from the state, the parent waits and prints it; argv[1] = optional directory for a file',
     seconds: 0.05, grid: true },
-  procstatus: { description: 'grid: prints Gpid and Node from /proc/self/status, then CPU work printing Node at 4 points (re-reading the open file); argv[1] = units',
+  procstatus: { description: 'grid: prints Gpid and Node from /proc/self/status, then CPU work printing Node at 4 points (re-reading the open file), then Gpid and Node from /proc/<gpid>/status; argv[1] = units',
     shortArgs: ['100'], seconds: 0.1, deterministic: false, grid: true },
   as_rank: { description: 'grid: AssemblyScript, prints rank/size and gpid/parent through sdk/assemblyscript/gridvm.ts', seconds: 0.01, grid: true },
   as_family: { description: 'grid: AssemblyScript, remote fork (child checks the copied heap, exits 42), spawn of itself as `child 5`, wait for each, then ECHILD; through sdk/assemblyscript/gridvm.ts', seconds: 0.05, grid: true },

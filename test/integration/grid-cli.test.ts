@@ -134,6 +134,34 @@ describe.runIf(hasClang())('gridvm ps / migrate / kill / status', () => {
     expect(bad.stderr).toMatch(/invalid --lookahead "-1": use an integer >= 0/);
   }, 120_000);
 
+  it('gridvm bench migrate: a table, a chart and JSON of real migrations; bad flags are refused', () => {
+    const t = gridvmSync(['bench', 'migrate', '--sizes', '1,2', '--isolate', 'thread', '--precopy', 'off', '--reps', '1']);
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toMatch(/^memory\s+nodes\s+pre-copy.*downtime median ms.*memcpy of shipped ms/m);
+    expect(t.stdout).toMatch(/^1 MiB\s+threads\s+off\s+\d+\.\d+/m);
+    expect(t.stdout).toMatch(/^2 MiB\s+threads\s+off\s+\d+\.\d+/m);
+    expect(t.stdout).toContain('median downtime (ms) against memory (MiB)');
+    expect(t.stdout).toContain('threads, pre-copy off');
+    const j = gridvmSync(['bench', 'migrate', '--sizes', '1', '--isolate', 'thread', '--precopy', 'off', '--reps', '2', '--json']);
+    expect(j.code, j.stderr).toBe(0);
+    const r = JSON.parse(j.stdout) as { reps: number; results: Array<{ mib: number; isolate: string; precopy: boolean; samples: Array<{ downtimeMs: number; bytesShipped: number; from: string; to: string }> }> };
+    expect(r.reps).toBe(2);
+    expect(r.results).toHaveLength(1);
+    const c = r.results[0]!;
+    expect([c.mib, c.isolate, c.precopy]).toEqual([1, 'thread', false]);
+    expect(c.samples).toHaveLength(2);
+    for (const x of c.samples) {
+      expect(x.downtimeMs).toBeGreaterThan(0);
+      // the whole job memory (1 MiB and the module's own pages) crossed in the freeze, between the two nodes
+      expect(x.bytesShipped).toBeGreaterThanOrEqual(1024 * 1024);
+      expect(x.from).not.toBe(x.to);
+    }
+    const bad = gridvmSync(['bench', 'migrate', '--sizes', 'x']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/invalid --sizes "x"/);
+    expect(gridvmSync(['bench', 'migrate', '--precopy', 'maybe']).stderr).toMatch(/invalid --precopy "maybe": use both, on or off/);
+  }, 120_000);
+
   it('status of an unknown job is an error', () => {
     const r = gridvmSync(['status', 'job-nosuch']);
     expect(r.code).toBe(125);

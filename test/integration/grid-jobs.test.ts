@@ -86,6 +86,15 @@ describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
     expect(parent!.visited).not.toContain(spawned!.visited[0]);
   });
 
+  it('checkpoints are taken at the adaptive interval and exported to the origin less often (every exportEvery-th)', async () => {
+    const g = await runOnGrid({ nodes: 1, checkpointPolicy: { w: 0.5, minMs: 40, maxMs: 80, initialMs: 40, exportEvery: 3 } }, { wasm: guestPath('nbody'), args: ['12000000'] });
+    expect(g.result.exitCode).toBe(0);
+    const p = g.result.processes[0]!;
+    expect(p.checkpoints).toBeGreaterThanOrEqual(6);
+    expect(p.exportedCheckpoints).toBeGreaterThanOrEqual(1);
+    expect(p.exportedCheckpoints).toBe(Math.floor(p.checkpoints / 3));
+  });
+
   it('/proc/self/status shows the GPID and the node, which changes after a migration', async () => {
     let movedTo = '';
     const g = await runOnGrid({ nodes: 2 }, { wasm: guestPath('procstatus'), args: ['800000'] }, async (grid, id, out) => {
@@ -99,10 +108,12 @@ describe.runIf(hasClang())('grid calls on a grid of nodes', () => {
     const p = g.result.processes[0]!;
     expect(g.stdout).toContain(`start Gpid:\t${p.gpid}\n`);
     const nodes = [...g.stdout.matchAll(/Node:\t(\S+)/g)].map((m) => m[1]!);
-    expect(nodes).toHaveLength(5);
+    // 4 parts re-reading /proc/self/status, then /proc/<gpid>/status opened by number
+    expect(nodes).toHaveLength(6);
     expect(nodes[0]).toBe(p.visited[0]);
     expect(nodes[0]).not.toBe(movedTo);
-    expect(nodes.slice(1)).toEqual([movedTo, movedTo, movedTo, movedTo]);
+    expect(nodes.slice(1)).toEqual([movedTo, movedTo, movedTo, movedTo, movedTo]);
+    expect(g.stdout).toContain(`byid Gpid:\t${p.gpid}\nbyid Node:\t${movedTo}\n`);
     expect(p.migrations).toBe(1);
   });
 

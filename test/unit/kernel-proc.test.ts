@@ -122,7 +122,9 @@ describe.skipIf(!hasClang())('/proc from a guest (procstatus)', () => {
     expect(full.machine.run()).toEqual({ kind: 'exit', code: 0 });
     const lines = full.stdout.split('\n');
     expect(lines.slice(0, 2)).toEqual(['start Gpid:\t5', 'start Node:\tnode-a']);
-    expect(lines.filter((l) => l.includes('Node:'))).toHaveLength(5);
+    expect(lines.filter((l) => l.includes('Node:'))).toHaveLength(6);
+    // /proc/<gpid>/status, opened by number, is the same process
+    expect(lines.slice(-3)).toEqual(['byid Gpid:\t5', 'byid Node:\tnode-a', '']);
 
     // suspend half-way (by fuel), move the snapshot, continue on node-b
     const fuel = full.machine.fuelUsed;
@@ -138,7 +140,7 @@ describe.skipIf(!hasClang())('/proc from a guest (procstatus)', () => {
     const out = first.stdout + second.stdout;
     expect(out.replace(/node-[ab]/g, 'N')).toBe(full.stdout.replace(/node-a/g, 'N'));
     expect(first.stdout).toContain('start Node:\tnode-a');
-    expect(second.stdout).toMatch(/part 4 Node:\tnode-b\n$/);
+    expect(second.stdout).toMatch(/part 4 Node:\tnode-b\nbyid Gpid:\t5\nbyid Node:\tnode-b\n$/);
     expect(second.stdout).not.toContain('node-a');
   });
 

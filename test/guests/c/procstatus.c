@@ -1,7 +1,8 @@
 /*
  * procstatus: reads /proc/self/status (a gridvm 'proc' mount at /proc) and prints its Gpid and Node lines, then
  * runs CPU work (argv[1] units, default 400) and prints the Node line again at 4 points, re-reading the same open
- * file (rewind): after a migration the new node shows. Output is deterministic apart from the Gpid/Node values.
+ * file (rewind): after a migration the new node shows. At the end it opens /proc/<its gpid>/status by number and
+ * prints its Gpid and Node lines ("byid"). Output is deterministic apart from the Gpid/Node values.
  */
 // native: none
 #include <stdint.h>
@@ -44,6 +45,22 @@ int main(int argc, char **argv) {
     snprintf(label, sizeof label, "part %d", part);
     show(f, "Node", label);
   }
+  /* the same status by GPID: /proc/<gpid>/status */
+  char line[256], path[64];
+  long gpid = -1;
+  rewind(f);
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "Gpid:", 5) == 0) gpid = strtol(line + 5, NULL, 10);
+  }
   fclose(f);
+  snprintf(path, sizeof path, "/proc/%ld/status", gpid);
+  FILE *g = fopen(path, "r");
+  if (!g) {
+    printf("byid open %s failed\n", path);
+    return 1;
+  }
+  show(g, "Gpid", "byid");
+  show(g, "Node", "byid");
+  fclose(g);
   return 0;
 }
