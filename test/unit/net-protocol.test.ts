@@ -36,6 +36,11 @@ describe('wire protocol', () => {
     // a raw snapshot may cross a process only with its memory in a named file
     expect(() => validateMessage({ t: 'suspended', node: 'n', gpid: 1, snapshot: { raw: true, memory: new Uint8Array(4) } })).toThrow(/must name its memory file/);
     expect(() => validateMessage({ t: 'suspended', node: 'n', gpid: 1, snapshot: { raw: true, memory: new Uint8Array(0), file: '/dev/shm/x', memoryBytes: 65536 } })).not.toThrow();
+    // a node's new slot count (no gpid)
+    expect(decodeMessage(encodeMessage({ t: 'slots', slots: 0 }))).toEqual({ t: 'slots', slots: 0 });
+    expect(() => validateMessage({ t: 'slots', slots: -1 })).toThrow(/slots must be an integer >= 0/);
+    expect(() => validateMessage({ t: 'slots', slots: 1.5 })).toThrow(/slots must be an integer >= 0/);
+    expect(() => validateMessage({ t: 'slots' })).toThrow(/slots must be an integer >= 0/);
   });
 });
 
