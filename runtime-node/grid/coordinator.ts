@@ -299,10 +299,14 @@ export class Grid {
     const rec: NodeRecord = { handle, slots, alive: true, lastSeen: Date.now(), modules: new Set() };
     handle.onExit = (why) => this.nodeLost(id, why);
     this.nodeRecs.set(id, rec);
-    // (a runner holds CONTROL_SLOTS starts: more staged would need runner threads beyond the node's slots)
-    this.sched.addNode({ id, slots, lookahead: Math.min(this.opts.lookahead ?? DEFAULT_LOOKAHEAD, slots * (CONTROL_SLOTS - 1)) });
+    this.sched.addNode({ id, slots, lookahead: this.lookaheadFor(slots) });
     this.kick();
     return rec;
+  }
+
+  /** Staged starts a node of `slots` slots may hold: a runner holds CONTROL_SLOTS starts, and more would need runner threads beyond the node's slots. */
+  private lookaheadFor(slots: number): number {
+    return Math.min(this.opts.lookahead ?? DEFAULT_LOOKAHEAD, slots * (CONTROL_SLOTS - 1));
   }
 
   // ------------------------------------------------------------------ jobs
@@ -900,7 +904,7 @@ export class Grid {
     if (!n || !n.alive) throw new Error(`no live node ${node} (nodes: ${this.aliveNodes().join(', ')})`);
     if (!Number.isInteger(slots) || slots < 0) throw new Error(`slots must be an integer >= 0, got ${slots}`);
     n.slots = slots;
-    this.sched.updateNode(node, { slots, lookahead: Math.min(this.opts.lookahead ?? DEFAULT_LOOKAHEAD, slots * (CONTROL_SLOTS - 1)) });
+    this.sched.updateNode(node, { slots, lookahead: this.lookaheadFor(slots) });
     this.send(node, { t: 'slots', slots });
     this.kick();
   }
