@@ -252,3 +252,95 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
     X.Function.setBody(fref, m.block(null, [m.local.set(s, body), writeBack(), m.local.get(s, results)], results));
   }
 }
+
+/**
+ * A recursive function's budget check before its recursive calls instead of at its entry: every path reaching a
+ * call that may recurse (`recurses`: a call to a function on a call-graph cycle, or an indirect call) passes a check
+ * first in the same activation, so every turn of a cycle still counts and can yield, while activations that make no
+ * such call (the leaves of a recursion: half of fib's calls) pay nothing. A check already passed on every path
+ * covers the calls after it (`if (n < 2) return n; return fib(n-1) + fib(n-2)` gets one check, before the first
+ * call). Returns the number of checks inserted, or undefined (nothing changed) for a body with kinds it does not
+ * follow (exception handling, unknown kinds): the caller then checks at the entry.
+ */
+export function insertPreCallChecks(fref: binaryen.FunctionRef, recurses: (call: number) => boolean, makeCheck: () => number, m: binaryen.Module): number | undefined {
+  const body = X.Function.getBody(fref);
+  if (!body || !postOrder(body, { child: body, set() {} })) return undefined;
+  /** per label: loop (branches go back to its head) or block (the AND of the states branching to its end) */
+  const labels = new Map<string, { loop: boolean; all: boolean }>();
+  const wraps: Array<{ slot: ChildSlot; expr: number }> = [];
+  const info = (e: number) => binaryen.getExpressionInfo(e) as unknown as Record<string, unknown>;
+  const branch = (name: string, s: boolean) => {
+    const l = labels.get(name);
+    if (l && !l.loop) l.all &&= s;
+  };
+  const withLabel = <T>(name: string | null | undefined, loop: boolean, f: () => T): { r: T; all: boolean } => {
+    if (!name) return { r: f(), all: true };
+    const saved = labels.get(name);
+    const l = { loop, all: true };
+    labels.set(name, l);
+    try {
+      return { r: f(), all: l.all };
+    } finally {
+      if (saved) labels.set(name, saved);
+      else labels.delete(name);
+    }
+  };
+  /** state after `e` given `s` before it: true = a check was passed on every path (or control cannot get here) */
+  const walk = (slot: ChildSlot, s: boolean): boolean => {
+    const e = slot.child;
+    const id = binaryen.getExpressionId(e);
+    const slots = childSlots(e)!;
+    const child = (name: string) => slots.find((x) => x.child === info(e)[name]);
+    if (id === binaryen.BlockId) {
+      const { r, all } = withLabel(info(e).name as string | null, false, () => slots.reduce((st, c) => walk(c, st), s));
+      return r && all;
+    }
+    if (id === binaryen.LoopId) return withLabel(info(e).name as string | null, true, () => walk(slots[0]!, s)).r;
+    if (id === binaryen.IfId) {
+      const c = walk(child('condition')!, s);
+      const t = walk(child('ifTrue')!, c);
+      const f = info(e).ifFalse ? walk(child('ifFalse')!, c) : c;
+      return t && f;
+    }
+    if (id === binaryen.BreakId) {
+      let st = s;
+      const v = child('value');
+      if (v) st = walk(v, st);
+      const cond = child('condition');
+      if (cond) st = walk(cond, st);
+      branch(info(e).name as string, st);
+      return cond ? st : true;
+    }
+    if (id === binaryen.SwitchId) {
+      let st = s;
+      const v = child('value');
+      if (v) st = walk(v, st);
+      st = walk(child('condition')!, st);
+      for (const n of [...(info(e).names as string[]), info(e).defaultName as string]) branch(n, st);
+      return true;
+    }
+    if (id === RETURN) {
+      const v = child('value');
+      if (v) walk(v, s);
+      return true;
+    }
+    if (id === binaryen.UnreachableId) return true;
+    let st = s;
+    if (id === CALL_INDIRECT) {
+      // operands first, then the table index
+      const target = X.CallIndirect.getTarget(e);
+      for (const c of slots) if (c.child !== target) st = walk(c, st);
+      st = walk(slots.find((c) => c.child === target)!, st);
+    } else {
+      for (const c of slots) st = walk(c, st);
+    }
+    if ((id === CALL || id === CALL_INDIRECT) && !st && recurses(e)) {
+      wraps.push({ slot, expr: e });
+      return true;
+    }
+    return st;
+  };
+  walk({ child: body, set: (r) => X.Function.setBody(fref, r) }, false);
+  for (const { slot, expr } of wraps) slot.set(m.block(null, [makeCheck(), expr], binaryen.getExpressionType(expr)));
+  return wraps.length;
+}

@@ -1,17 +1,18 @@
 import binaryen from 'binaryen';
 import { walkFunction, unknownKinds } from './walk.js';
-import { canCacheBudget, insertCachedChecks, lowerTailCalls } from './budget.js';
+import { canCacheBudget, insertCachedChecks, insertPreCallChecks, lowerTailCalls } from './budget.js';
 import { noreturnFunctions } from './noreturn.js';
 import { recursiveFunctions } from './callgraph.js';
 import { renameFunctionNames } from './namesection.js';
 import { activeDataPages, exportMemory, hasStartSection } from './wasmbin.js';
 import { InstrumentError } from './errors.js';
 import { addDirtyTracking } from './dirty.js';
+import { addUnwind, UnwindUnsupported, type UnwindStats } from './unwind.js';
 import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 11;
+export const INSTRUMENT_VERSION = 12;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -69,7 +70,10 @@ export interface InstrumentInfo {
   stats: {
     functions: number;
     loops: number;
+    /** recursive functions with budget checks (at their entry, or before their recursive calls: preCallChecks) */
     entryChecks: number;
+    /** checks placed before calls that may recurse instead of at a recursive function's entry (vm/budget.ts) */
+    preCallChecks?: number;
     /** functions with loops whose checks cannot unwind (leaves: see `gridvm.tick`) */
     leafFunctions: number;
     /** functions whose checks count down a local copy of the budget (vm/budget.ts) */
@@ -80,6 +84,11 @@ export interface InstrumentInfo {
     tries: number;
     unknownExpressionKinds: number;
     renamedAsyncifyExports: string[];
+    /**
+     * How the stack is captured: gridvm's own unwind (vm/unwind.ts: a fast and a resume version of each function
+     * that may suspend), or Binaryen's Asyncify (modules unwind.ts does not handle, and native wasm-opt runs).
+     */
+    unwind?: { by: 'gridvm'; functions: number; sites: number } | { by: 'asyncify' };
     /** stores (and bulk memory operations) that mark the dirty-page map, with dirty-page tracking */
     dirtyStores?: number;
     /** stores whose page an earlier store through the same pointer marked (no mark of their own) */
@@ -107,6 +116,11 @@ export interface InstrumentOptions {
    * changed, not to memory size), at the price of the marks on every store. A different module (and module hash).
    */
   dirtyPages?: boolean;
+  /**
+   * How to capture the stack: 'gridvm' (default) uses vm/unwind.ts where it can and Binaryen's Asyncify where it
+   * cannot; 'asyncify' always uses Asyncify (to compare the two). With `asyncify` (a runner) Asyncify is used.
+   */
+  unwind?: 'gridvm' | 'asyncify';
   /** run Asyncify (and the optimiser) with this instead of binaryen.js */
   asyncify?: AsyncifyRunner;
   onProgress?: (stage: string, fraction: number) => void;
@@ -372,6 +386,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     : recursiveAll;
   const defined = new Set(funcs.map((f) => f.name));
   let entryChecks = 0;
+  let preCallChecks = 0;
   let leafFunctions = 0;
   let cachedFunctions = 0;
   // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
@@ -409,9 +424,16 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
       X.Loop.setBody(loop, m.block(null, [check(), body], binaryen.getExpressionType(body)));
     }
     if (recursive.has(f.name)) {
+      entryChecks++;
+      // before the calls that may recurse (see insertPreCallChecks), else at the entry
+      const recurses = (call: number) => binaryen.getExpressionId(call) !== binaryen.CallId || recursive.has((binaryen.getExpressionInfo(call) as binaryen.CallInfo).target);
+      const pre = cold.has(f.name) ? undefined : insertPreCallChecks(f.ref, recurses, () => checkTo(YIELD_FN), m);
+      if (pre !== undefined) {
+        preCallChecks += pre;
+        continue;
+      }
       const body = X.Function.getBody(f.ref);
       X.Function.setBody(f.ref, m.block(null, [checkTo(cold.has(f.name) ? TICK_FN : YIELD_FN), body], binaryen.getExpressionType(body)));
-      entryChecks++;
     }
   }
   for (const f of funcs) {
@@ -442,6 +464,12 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   const passArgs: Record<string, string> = { 'asyncify-imports': SUSPENDING_IMPORTS.join(',') };
   if (cold.size) passArgs['asyncify-removelist'] = [...cold].join(',');
   let bytes: Uint8Array;
+  let unwind: (UnwindStats & { by: 'gridvm' }) | undefined;
+  const suspendingNames = new Set<string>();
+  for (let i = 0; i < m.getNumFunctions(); i++) {
+    const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+    if (f.module && SUSPENDING_IMPORTS.includes(`${f.module}.${f.base}`)) suspendingNames.add(f.name);
+  }
   if (opts.asyncify) {
     progress('emit', 0);
     const pre = m.emitBinary();
@@ -449,11 +477,14 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     bytes = opts.asyncify.run(pre, passArgs, level);
   } else {
     binaryen.clearPassArguments();
-    for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
     binaryen.setOptimizeLevel(level);
     binaryen.setShrinkLevel(0);
-    m.runPasses(['asyncify']);
-    binaryen.clearPassArguments();
+    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspendingNames, cold);
+    if (!unwind) {
+      for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
+      m.runPasses(['asyncify']);
+      binaryen.clearPassArguments();
+    }
     if (level > 0) {
       progress('optimize', 0);
       m.optimize();
@@ -483,6 +514,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         functions: funcs.length,
         loops,
         entryChecks,
+        preCallChecks,
         grows: growsAll.length,
         leafFunctions,
         cachedFunctions,
@@ -490,10 +522,21 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
         tries,
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,
+        unwind: unwind ?? { by: 'asyncify' },
         ...(dirtyStores !== undefined ? { dirtyStores, dirtySharedMarks: dirtyShared! } : {}),
       },
     },
   };
+}
+
+/** gridvm's own unwind (vm/unwind.ts), or undefined when the module needs Binaryen's Asyncify. */
+function ownUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>): (UnwindStats & { by: 'gridvm' }) | undefined {
+  try {
+    return { by: 'gridvm', ...addUnwind(m, suspending, cold) };
+  } catch (e) {
+    if (e instanceof UnwindUnsupported) return undefined;
+    throw e;
+  }
 }
 
 /** Expressions of kinds the walker does not know, met so far in this process (walk.ts counts them). */

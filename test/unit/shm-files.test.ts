@@ -106,8 +106,9 @@ describe.runIf(hasClang() && existsSync(guestPath('recursion')))('capture sink: 
       stderr += last.stderr;
       expect(stdout).toBe(ref.stdout);
       expect(stderr).toBe(ref.stderr);
-      // some suspensions were deep in the recursion: Asyncify's window covered many KiB at offset 0
-      expect(Math.max(...blobs)).toBeGreaterThan(32 * 1024);
+      // some suspensions were deep in the recursion: the call-stack window covered many KiB at offset 0 (thousands
+      // of frames of a few bytes each)
+      expect(Math.max(...blobs)).toBeGreaterThan(16 * 1024);
       // and the files went round: from the third suspension on, each was written into a spare
       expect(reused).toEqual(points.map((_, i) => i >= 2));
     } finally {

@@ -1,0 +1,513 @@
+import binaryen from 'binaryen';
+import { childSlots } from './walk.js';
+
+/**
+ * gridvm's own stack capture ("unwind"), in place of Binaryen's Asyncify pass for the modules it can handle.
+ *
+ * Asyncify makes one version of each function that may suspend, and that version pays for the rewind in every
+ * call: each statement is guarded by a check of the global state (is this a rewind? which call are we going back
+ * to?) so the function can jump back to the call it was suspended in. On deep recursion of small functions that
+ * costs ~1.7x on its own (measured on fib: budget check only 1.08x, with Asyncify 1.95x).
+ *
+ * Here each such function F gets two versions, both from the same flattened body (Binaryen's Flat IR: every value
+ * that lives across a call is in a local), so their frames have the same layout:
+ * - F itself, the fast version: the original code, plus after each call that may unwind (a "site")
+ *   `if (state) { save the locals and the site's number; return }`, and at its entry
+ *   `if (state == rewinding) return F_resume(...)`. Normal runs pay one well-predicted branch per site and per call.
+ * - F_resume, run only when a captured stack is rewound: it pops its frame (locals and site number), then runs its
+ *   body with every statement guarded by a local flag until it reaches the site, calls it (the callee rewinds in
+ *   turn), clears the flag and goes on to the end, still able to unwind again. Only the frames that were on the
+ *   stack at the checkpoint run this slower version, once.
+ *
+ * The host sees exactly Asyncify's interface: the exports `asyncify_start_unwind(p)`, `asyncify_stop_unwind()`,
+ * `asyncify_start_rewind(p)`, `asyncify_stop_rewind()`, `asyncify_get_state()`, a data area at `p` whose first two
+ * words are the current and end pointers of the frame stack, frames pushed on unwind (innermost first) and popped on
+ * rewind, and the suspending import called again at the end of a rewind. vm/machine.ts works with either.
+ */
+
+export const STATE_GLOBAL = '__asyncify_state';
+export const DATA_GLOBAL = '__asyncify_data';
+
+/** the module cannot be handled here (Binaryen's Asyncify is used instead); nothing observable was changed */
+export class UnwindUnsupported extends Error {}
+
+export interface UnwindStats {
+  /** functions with a fast and a resume version */
+  functions: number;
+  /** calls after which the fast versions check for an unwind */
+  sites: number;
+}
+
+const i32 = binaryen.i32;
+const BLOCK = binaryen.BlockId;
+const IF = binaryen.IfId;
+const LOOP = binaryen.LoopId;
+const CALL = binaryen.CallId;
+const CALL_INDIRECT = binaryen.CallIndirectId;
+const LOCAL_SET = binaryen.LocalSetId;
+const REFUSED = new Set([binaryen.TryId, binaryen.ThrowId, binaryen.RethrowId, binaryen.PopId, binaryen.CallRefId,
+  (binaryen as unknown as Record<string, number>).TryTableId, (binaryen as unknown as Record<string, number>).ThrowRefId].filter((x) => typeof x === 'number'));
+
+const X = binaryen as unknown as {
+  _BinaryenFunctionAddVar(f: number, type: number): number;
+  _BinaryenExpressionFinalize(e: number): void;
+  Function: { getBody(f: number): number; setBody(f: number, body: number): void; getParams(f: number): number; getResults(f: number): number; getNumVars(f: number): number; getVar(f: number, i: number): number };
+  Block: { getNumChildren(e: number): number; getChildAt(e: number, i: number): number; setChildAt(e: number, i: number, c: number): void };
+  If: { getCondition(e: number): number; setCondition(e: number, c: number): void; getIfTrue(e: number): number; setIfTrue(e: number, c: number): void; getIfFalse(e: number): number; setIfFalse(e: number, c: number): void };
+  Loop: { getBody(e: number): number; setBody(e: number, c: number): void };
+  LocalSet: { getValue(e: number): number; setValue(e: number, v: number): void; isTee(e: number): boolean };
+  Call: { getTarget(e: number): string; getNumOperands(e: number): number; getOperandAt(e: number, i: number): number };
+};
+
+/** bytes a saved local of this type takes in a frame */
+const SIZE = new Map<number, number>([[binaryen.i32, 4], [binaryen.i64, 8], [binaryen.f32, 4], [binaryen.f64, 8], [binaryen.v128, 16]]);
+
+interface Fn {
+  ref: binaryen.FunctionRef;
+  name: string;
+  calls: Set<string>;
+  indirect: boolean;
+}
+
+/**
+ * Add gridvm's unwind to module `m`: every defined function that may reach one of the `suspending` imports (by
+ * internal name) through direct calls, or that makes an indirect call, gets a fast and a resume version; `cold`
+ * functions (they never return and unwinding is off inside them) are left out, as Asyncify's removelist would.
+ * Throws UnwindUnsupported, before changing what the module computes, for what it does not handle: exception
+ * handling, typed function references, multi-value or reference-typed locals, results and call sites, expression
+ * kinds the walker does not know.
+ */
+export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>): UnwindStats {
+  // ---- the call graph (after the budget checks: they call the suspending yield)
+  const fns: Fn[] = [];
+  const refFuncs = new Set<string>();
+  const n = m.getNumFunctions();
+  for (let i = 0; i < n; i++) {
+    const ref = m.getFunctionByIndex(i);
+    const info = binaryen.getFunctionInfo(ref);
+    if (info.module) continue;
+    const calls = new Set<string>();
+    let indirect = false;
+    const stack = [info.body];
+    while (stack.length) {
+      const e = stack.pop()!;
+      const id = binaryen.getExpressionId(e);
+      if (REFUSED.has(id)) throw new UnwindUnsupported(`function ${info.name} uses exception handling or typed function references`);
+      if (id === CALL) calls.add(X.Call.getTarget(e));
+      else if (id === CALL_INDIRECT) indirect = true;
+      else if (id === binaryen.RefFuncId) refFuncs.add((binaryen.getExpressionInfo(e) as unknown as Info).func as string);
+      const slots = childSlots(e);
+      if (!slots) throw new UnwindUnsupported(`function ${info.name} has an expression kind gridvm's walker does not know (${id})`);
+      for (const s of slots) stack.push(s.child);
+    }
+    fns.push({ ref, name: info.name, calls, indirect });
+  }
+  // functions the host or an indirect call may enter while rewinding: they keep the check at their entry
+  const entered = new Set<string>(refFuncs);
+  for (let i = 0; i < m.getNumExports(); i++) {
+    const e = binaryen.getExportInfo(m.getExportByIndex(i));
+    if (e.kind === binaryen.ExternalFunction) entered.add(e.value);
+  }
+  for (let i = 0; i < m.getNumElementSegments(); i++) for (const n of binaryen.getElementSegmentInfo(m.getElementSegmentByIndex(i)).data) entered.add(n);
+  for (let i = 0; i < m.getNumGlobals(); i++) {
+    const stack = [binaryen.getGlobalInfo(m.getGlobalByIndex(i)).init];
+    while (stack.length) {
+      const e = stack.pop()!;
+      if (!e) continue;
+      if (binaryen.getExpressionId(e) === binaryen.RefFuncId) entered.add((binaryen.getExpressionInfo(e) as unknown as Info).func as string);
+      for (const c of childSlots(e) ?? []) stack.push(c.child);
+    }
+  }
+  const callers = new Map<string, string[]>();
+  for (const f of fns) for (const c of f.calls) (callers.get(c) ?? callers.set(c, []).get(c)!).push(f.name);
+  const unwinds = new Set<string>();
+  const work: string[] = [];
+  const mark = (name: string) => {
+    if (unwinds.has(name) || cold.has(name)) return;
+    unwinds.add(name);
+    work.push(name);
+  };
+  for (const f of fns) if (f.indirect || [...f.calls].some((c) => suspending.has(c))) mark(f.name);
+  while (work.length) for (const c of callers.get(work.pop()!) ?? []) mark(c);
+  const chosen = fns.filter((f) => unwinds.has(f.name));
+
+  // ---- what the frames can hold
+  for (const f of chosen) {
+    const results = X.Function.getResults(f.ref);
+    if (results !== binaryen.none && !SIZE.has(results)) throw new UnwindUnsupported(`function ${f.name} returns a type gridvm's unwind cannot produce`);
+  }
+  const isSiteCall = (e: number): boolean => {
+    const id = binaryen.getExpressionId(e);
+    if (binaryen.getExpressionType(e) === binaryen.unreachable) return false; // an operand never returns: never called
+    if (id === CALL_INDIRECT) return true;
+    if (id !== CALL) return false;
+    const t = X.Call.getTarget(e);
+    return suspending.has(t) || unwinds.has(t);
+  };
+  /** the site call of a statement: the call itself, or the value of a local.set */
+  const siteOf = (e: number): number | undefined => {
+    if (isSiteCall(e)) return e;
+    if (binaryen.getExpressionId(e) === LOCAL_SET && !X.LocalSet.isTee(e)) {
+      const v = X.LocalSet.getValue(e);
+      if (isSiteCall(v)) return v;
+    }
+    return undefined;
+  };
+  /** statements that contain sites (control structures), and the number of sites of a function */
+  const scan = (fname: string, body: number): { holders: Set<number>; sites: number; order: number[] } => {
+    const holders = new Set<number>();
+    const order: number[] = [];
+    let sites = 0;
+    const visit = (e: number): boolean => {
+      const id = binaryen.getExpressionId(e);
+      let has = false;
+      if (id === BLOCK) {
+        for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) has = visit(X.Block.getChildAt(e, i)) || has;
+      } else if (id === LOOP) has = visit(X.Loop.getBody(e));
+      else if (id === IF) {
+        has = visit(X.If.getIfTrue(e));
+        const f = X.If.getIfFalse(e);
+        if (f) has = visit(f) || has;
+        if (siteDeep(X.If.getCondition(e))) throw new UnwindUnsupported(`function ${fname}: a call in a condition after flattening`);
+      } else if (siteOf(e) !== undefined) {
+        sites++;
+        order.push(e);
+        return true;
+      } else if (siteDeep(e)) throw new UnwindUnsupported(`function ${fname}: a call nested in an expression after flattening`);
+      if (has) holders.add(e);
+      return has;
+    };
+    visit(body);
+    return { holders, sites, order };
+  };
+  const siteDeep = (e: number): boolean => {
+    const stack = [e];
+    while (stack.length) {
+      const x = stack.pop()!;
+      if (isSiteCall(x)) return true;
+      for (const s of childSlots(x) ?? []) stack.push(s.child);
+    }
+    return false;
+  };
+
+  // ---- flatten, then check what was made (flattening alone keeps what the module computes)
+  // then fewer locals (every frame saves all of them): passes that keep the code flat, as Asyncify runs them
+  for (const f of chosen) m.runPassesOnFunction(f.ref, ['flatten', 'simplify-locals-nonesting', 'reorder-locals', 'coalesce-locals', 'simplify-locals-nonesting', 'reorder-locals']);
+  const plans = chosen.map((f) => {
+    const params = binaryen.expandType(X.Function.getParams(f.ref));
+    const vars: number[] = [];
+    for (let i = 0, c = X.Function.getNumVars(f.ref); i < c; i++) vars.push(X.Function.getVar(f.ref, i));
+    for (const t of [...params, ...vars]) if (!SIZE.has(t)) throw new UnwindUnsupported(`function ${f.name} has a local of a type gridvm's unwind cannot save`);
+    const body = X.Function.getBody(f.ref);
+    return { f, params, vars, ...scan(f.name, body) };
+  });
+
+  // ---- state, data, and the controls the host calls
+  m.addGlobal(STATE_GLOBAL, i32, true, m.i32.const(0));
+  m.addGlobal(DATA_GLOBAL, i32, true, m.i32.const(0));
+  const state = () => m.global.get(STATE_GLOBAL, i32);
+  const data = () => m.global.get(DATA_GLOBAL, i32);
+  const checkData = () => m.if(m.i32.gt_u(m.i32.load(0, 4, data()), m.i32.load(4, 4, data())), m.unreachable());
+  const control = (name: string, exp: string, params: number, results: number, body: number) => {
+    m.addFunction(name, params, results, [], body);
+    m.addFunctionExport(name, exp);
+  };
+  control('__gridvm_start_unwind', 'asyncify_start_unwind', i32, binaryen.none, m.block(null, [
+    m.global.set(STATE_GLOBAL, m.i32.const(1)), m.global.set(DATA_GLOBAL, m.local.get(0, i32)), checkData()]));
+  control('__gridvm_stop_unwind', 'asyncify_stop_unwind', binaryen.none, binaryen.none, m.block(null, [
+    m.global.set(STATE_GLOBAL, m.i32.const(0)), checkData()]));
+  control('__gridvm_start_rewind', 'asyncify_start_rewind', i32, binaryen.none, m.block(null, [
+    m.global.set(STATE_GLOBAL, m.i32.const(2)), m.global.set(DATA_GLOBAL, m.local.get(0, i32)), checkData()]));
+  control('__gridvm_stop_rewind', 'asyncify_stop_rewind', binaryen.none, binaryen.none, m.block(null, [
+    m.global.set(STATE_GLOBAL, m.i32.const(0)), checkData()]));
+  control('__gridvm_get_state', 'asyncify_get_state', binaryen.none, i32, state());
+
+  const resumeOf = new Map(plans.map((p) => [p.f.name, uniqueName(m, `${p.f.name}$resume`)]));
+  /**
+   * A site's call as the resume version makes it: a direct call to a function with a resume version calls that
+   * version while rewinding (so the callee needs no check at its entry), the fast one otherwise.
+   */
+  const rewindingCall = (call: number, rw: number): number => {
+    if (binaryen.getExpressionId(call) !== CALL) return call;
+    const target = X.Call.getTarget(call);
+    const resume = resumeOf.get(target);
+    if (!resume) return call; // an import: the host ends the rewind there
+    const ops: number[] = [];
+    for (let i = 0, c = X.Call.getNumOperands(call); i < c; i++) ops.push(m.copyExpression(X.Call.getOperandAt(call, i)));
+    const t = binaryen.getExpressionType(call);
+    return m.if(m.local.get(rw, i32), m.call(resume, ops, t), call);
+  };
+  let sites = 0;
+  for (const plan of plans) {
+    const { f, params, vars, holders } = plan;
+    const results = X.Function.getResults(f.ref);
+    const locals = [...params, ...vars];
+    const store = (t: number, off: number, ptr: number, v: number): number => {
+      if (t === binaryen.i32) return m.i32.store(off, 1, ptr, v);
+      if (t === binaryen.i64) return m.i64.store(off, 1, ptr, v);
+      if (t === binaryen.f32) return m.f32.store(off, 1, ptr, v);
+      if (t === binaryen.f64) return m.f64.store(off, 1, ptr, v);
+      return m.v128.store(off, 1, ptr, v);
+    };
+    const load = (t: number, off: number, ptr: number): number => {
+      if (t === binaryen.i32) return m.i32.load(off, 1, ptr);
+      if (t === binaryen.i64) return m.i64.load(off, 1, ptr);
+      if (t === binaryen.f32) return m.f32.load(off, 1, ptr);
+      if (t === binaryen.f64) return m.f64.load(off, 1, ptr);
+      return m.v128.load(off, 1, ptr);
+    };
+    const zero = (t: number): number => {
+      if (t === binaryen.i32) return m.i32.const(0);
+      if (t === binaryen.i64) return m.i64.const(0n);
+      if (t === binaryen.f32) return m.f32.const(0);
+      if (t === binaryen.f64) return m.f64.const(0);
+      return m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    };
+    // Each site has its own frame: the locals live after it (the local its call sets is not: the call sets it
+    // again when resumed), then the site's number on top, so a rewind reads the number first.
+    const liveAfter = liveness(X.Function.getBody(f.ref), locals.length, siteOf);
+    const frames = plan.order.map((e) => {
+      let live = liveAfter.get(e) ?? 0n;
+      if (binaryen.getExpressionId(e) === LOCAL_SET) live &= ~(1n << BigInt((binaryen.getExpressionInfo(e) as unknown as Info).index as number));
+      // a rewind calls an import again (the host decodes its arguments) and an indirect call through the same
+      // table index: their operands must be restored too (a resume version restores its own locals instead)
+      const call = siteOf(e)!;
+      if (binaryen.getExpressionId(call) === CALL_INDIRECT || !resumeOf.has(X.Call.getTarget(call))) live |= uses(call);
+      const slots: Array<{ local: number; type: number; at: number }> = [];
+      let size = 0;
+      for (let i = 0; i < locals.length; i++) {
+        if (!(live >> BigInt(i) & 1n)) continue;
+        slots.push({ local: i, type: locals[i]!, at: size });
+        size += SIZE.get(locals[i]!)!;
+      }
+      return { slots, size: size + 4 };
+    });
+    /** after site k: if it is unwinding, push this frame and return */
+    const onUnwind = (p: number, k: number): number => {
+      const { slots, size } = frames[k]!;
+      return m.if(state(), m.block(null, [
+        m.local.set(p, m.i32.load(0, 4, data())),
+        m.if(m.i32.gt_u(m.i32.add(m.local.get(p, i32), m.i32.const(size)), m.i32.load(4, 4, data())), m.unreachable()),
+        ...slots.map((s) => store(s.type, s.at, m.local.get(p, i32), m.local.get(s.local, s.type))),
+        m.i32.store(size - 4, 1, m.local.get(p, i32), m.i32.const(k)),
+        m.i32.store(0, 4, data(), m.i32.add(m.local.get(p, i32), m.i32.const(size))),
+        m.return(results === binaryen.none ? undefined : zero(results)),
+      ], binaryen.unreachable));
+    };
+
+    // ---- the resume version, from a copy of the flat body
+    const flat = X.Function.getBody(f.ref);
+    const copy = m.copyExpression(flat);
+    const copyHolders = new Set<number>();
+    mirror(flat, copy, holders, copyHolders);
+    const nLocals = locals.length;
+    const rp = nLocals, rw = nLocals + 1, ridx = nLocals + 2;
+    /**
+     * `local.set $x (call ...)` as `$tmp = call; <then>; $x = $tmp`: the unwind check runs before $x is written, so
+     * a frame saved there still holds $x's old value (which the call may have read: a rewind calls an import again).
+     */
+    const viaScratch = (set: number, value: number, scratch: (t: number) => number, then: number[]): number[] => {
+      const t = binaryen.getExpressionType(value);
+      const tmp = scratch(t);
+      return [m.local.set(tmp, value), ...then, m.local.set((binaryen.getExpressionInfo(set) as unknown as Info).index as number, m.local.get(tmp, t))];
+    };
+    const rwExtra: number[] = [];
+    const rwScratch = (t: number): number => {
+      let i = rwExtra.indexOf(t);
+      if (i < 0) i = rwExtra.push(t) - 1;
+      return nLocals + 3 + i;
+    };
+    let k = 0;
+    const rwStmt = (e: number, set: (r: number) => void): void => {
+      const id = binaryen.getExpressionId(e);
+      if (!copyHolders.has(e)) {
+        const call = siteOf(e);
+        if (call !== undefined) {
+          const me = k++;
+          const done = [m.local.set(rw, m.i32.const(0)), onUnwind(rp, me)];
+          set(m.if(m.i32.or(m.i32.eqz(m.local.get(rw, i32)), m.i32.eq(m.local.get(ridx, i32), m.i32.const(me))),
+            m.block(null, call === e ? [rewindingCall(e, rw), ...done] : viaScratch(e, rewindingCall(call, rw), rwScratch, done), binaryen.none)));
+          return;
+        }
+        set(m.if(m.i32.eqz(m.local.get(rw, i32)), e));
+        return;
+      }
+      if (id === BLOCK) {
+        for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) rwStmt(X.Block.getChildAt(e, i), (r) => X.Block.setChildAt(e, i, r));
+      } else if (id === LOOP) {
+        rwStmt(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r));
+      } else if (id === IF) {
+        const lo = k;
+        rwStmt(X.If.getIfTrue(e), (r) => X.If.setIfTrue(e, r));
+        const mid = k;
+        const fl = X.If.getIfFalse(e);
+        if (fl) rwStmt(fl, (r) => X.If.setIfFalse(e, r));
+        // rewinding: take the arm that holds the site
+        const inTrue = mid === lo ? m.i32.const(0) : m.i32.lt_u(m.i32.sub(m.local.get(ridx, i32), m.i32.const(lo)), m.i32.const(mid - lo));
+        X.If.setCondition(e, m.select(m.local.get(rw, i32), inTrue, X.If.getCondition(e)));
+      }
+      X._BinaryenExpressionFinalize(e); // a child that ended in a branch may now fall through
+    };
+    let rwBody = copy;
+    rwStmt(copy, (r) => { rwBody = r; });
+    const restore = [
+      m.local.set(ridx, m.i32.load(0, 1, m.i32.sub(m.i32.load(0, 4, data()), m.i32.const(4)))),
+      ...frames.map(({ slots, size }, k) => m.if(m.i32.eq(m.local.get(ridx, i32), m.i32.const(k)), m.block(null, [
+        m.local.set(rp, m.i32.sub(m.i32.load(0, 4, data()), m.i32.const(size))),
+        m.i32.store(0, 4, data(), m.local.get(rp, i32)),
+        ...slots.map((s) => m.local.set(s.local, load(s.type, s.at, m.local.get(rp, i32)))),
+      ], binaryen.none))),
+      m.local.set(rw, m.i32.const(1)),
+    ];
+    // Falling off the end still rewinding: the site number matched no site (the stack is not this module's). A
+    // flat body with results never falls off its end (it returns), a void one may once resumed.
+    const tail = results === binaryen.none ? m.if(m.local.get(rw, i32), m.unreachable()) : m.unreachable();
+    const resumeName = resumeOf.get(f.name)!;
+    m.addFunction(resumeName, X.Function.getParams(f.ref), results, [...vars, i32, i32, i32, ...rwExtra],
+      m.block(null, [...restore, rwBody, tail], binaryen.auto));
+
+    // ---- the fast version
+    const fp = X._BinaryenFunctionAddVar(f.ref, i32);
+    const fastExtra = new Map<number, number>();
+    const fastScratch = (t: number): number => fastExtra.get(t) ?? fastExtra.set(t, X._BinaryenFunctionAddVar(f.ref, t)).get(t)!;
+    k = 0;
+    const fastStmt = (e: number, set: (r: number) => void): void => {
+      const id = binaryen.getExpressionId(e);
+      if (!holders.has(e)) {
+        const call = siteOf(e);
+        if (call !== undefined) {
+          const me = k++;
+          const check = onUnwind(fp, me);
+          set(m.block(null, call === e ? [e, check] : viaScratch(e, call, fastScratch, [check]), binaryen.none));
+        }
+        return;
+      }
+      if (id === BLOCK) {
+        for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) fastStmt(X.Block.getChildAt(e, i), (r) => X.Block.setChildAt(e, i, r));
+      } else if (id === LOOP) fastStmt(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r));
+      else if (id === IF) {
+        fastStmt(X.If.getIfTrue(e), (r) => X.If.setIfTrue(e, r));
+        const fl = X.If.getIfFalse(e);
+        if (fl) fastStmt(fl, (r) => X.If.setIfFalse(e, r));
+      }
+      X._BinaryenExpressionFinalize(e);
+    };
+    let fastBody = flat;
+    fastStmt(flat, (r) => { fastBody = r; });
+    const resume = m.call(resumeName, params.map((t, i) => m.local.get(i, t)), results);
+    const divert = m.if(m.i32.eq(state(), m.i32.const(2)),
+      results === binaryen.none ? m.block(null, [resume, m.return()], binaryen.unreachable) : m.return(resume));
+    X.Function.setBody(f.ref, entered.has(f.name) ? m.block(null, [divert, fastBody], binaryen.auto) : fastBody);
+    sites += plan.sites;
+  }
+  return { functions: plans.length, sites };
+}
+
+/** Walk two identical trees side by side, mapping the marked nodes of the first to the second. */
+function mirror(a: number, b: number, marked: Set<number>, out: Set<number>): void {
+  const stack: Array<[number, number]> = [[a, b]];
+  while (stack.length) {
+    const [x, y] = stack.pop()!;
+    if (marked.has(x)) out.add(y);
+    const xs = childSlots(x)!;
+    const ys = childSlots(y)!;
+    for (let i = 0; i < xs.length; i++) stack.push([xs[i]!.child, ys[i]!.child]);
+  }
+}
+
+function uniqueName(m: binaryen.Module, base: string): string {
+  let name = base;
+  for (let i = 1; m.getFunction(name); i++) name = `${base}${i}`;
+  return name;
+}
+
+const BREAK = binaryen.BreakId;
+const SWITCH = binaryen.SwitchId;
+const RETURN = binaryen.ReturnId;
+const UNREACHABLE = binaryen.UnreachableId;
+const LOCAL_GET = binaryen.LocalGetId;
+
+type Info = Record<string, unknown>;
+
+/** The locals an expression reads (a bit per local index). */
+function uses(e: number): bigint {
+  let out = 0n;
+  const stack = [e];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (binaryen.getExpressionId(x) === LOCAL_GET) out |= 1n << BigInt((binaryen.getExpressionInfo(x) as unknown as Info).index as number);
+    for (const s of childSlots(x) ?? []) stack.push(s.child);
+  }
+  return out;
+}
+
+/**
+ * Liveness of the locals of a flat function body: for each statement that `isSite` accepts, the locals that may be
+ * read after it (one bit per local). Backward over the structured code: a branch to a block continues after the
+ * block, to a loop at its head (iterated to a fixpoint), `return` and `unreachable` end it.
+ */
+function liveness(body: number, _nLocals: number, isSite: (e: number) => number | undefined): Map<number, bigint> {
+  const after = new Map<number, bigint>();
+  const labels = new Map<string, bigint>();
+  const info = (e: number) => binaryen.getExpressionInfo(e) as unknown as Info;
+  const live = (e: number, out: bigint): bigint => {
+    const id = binaryen.getExpressionId(e);
+    if (id === BLOCK) {
+      const i = info(e);
+      const name = i.name as string | null;
+      const saved = name ? labels.get(name) : undefined;
+      if (name) labels.set(name, out);
+      let l = out;
+      const children = i.children as number[];
+      for (let c = children.length - 1; c >= 0; c--) l = live(children[c]!, l);
+      if (name) saved === undefined ? labels.delete(name) : labels.set(name, saved);
+      return l;
+    }
+    if (id === LOOP) {
+      const i = info(e);
+      const name = i.name as string | null;
+      const saved = name ? labels.get(name) : undefined;
+      let head = 0n;
+      for (;;) {
+        if (name) labels.set(name, head);
+        const next = live(i.body as number, out);
+        if (next === head) break;
+        head = next;
+      }
+      if (name) saved === undefined ? labels.delete(name) : labels.set(name, saved);
+      return head;
+    }
+    if (id === IF) {
+      const i = info(e);
+      const t = live(i.ifTrue as number, out);
+      const f = i.ifFalse ? live(i.ifFalse as number, out) : out;
+      return uses(i.condition as number) | t | f;
+    }
+    if (id === BREAK) {
+      const i = info(e);
+      const target = labels.get(i.name as string) ?? 0n;
+      const u = (i.condition ? uses(i.condition as number) : 0n) | (i.value ? uses(i.value as number) : 0n);
+      return i.condition ? u | target | out : u | target;
+    }
+    if (id === SWITCH) {
+      const i = info(e);
+      let l = uses(i.condition as number) | (i.value ? uses(i.value as number) : 0n);
+      for (const n of [...(i.names as string[]), i.defaultName as string]) l |= labels.get(n) ?? 0n;
+      return l;
+    }
+    if (id === RETURN) {
+      const v = info(e).value as number;
+      return v ? uses(v) : 0n;
+    }
+    if (id === UNREACHABLE) return 0n;
+    if (isSite(e) !== undefined) after.set(e, out);
+    if (id === LOCAL_SET) {
+      const i = info(e);
+      return (out & ~(1n << BigInt(i.index as number))) | uses(i.value as number);
+    }
+    // any other statement: reads its operands; if it cannot fall through (its type is unreachable), nothing after it
+    return (binaryen.getExpressionType(e) === binaryen.unreachable ? 0n : out) | uses(e);
+  };
+  live(body, 0n);
+  return after;
+}
