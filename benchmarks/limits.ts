@@ -3,15 +3,14 @@
 // vm/snapshot.ts, vm/pages.ts, kernel/abi/link.ts); RESULTS.md shows a note only where a target is missed.
 export function LIMITS(what: string, _measured: string): string {
   if (what.startsWith('instrumentation overhead')) {
-    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x) nor the yields (one cheap JS call per 200k budget ' +
-      'units). Loops are cheap now (the budget lives in a local; a loop leaves itself to yield, so Asyncify guards it ' +
-      'as one piece; abort/exit paths are left out of Asyncify): rank, nbody, malloc_churn and as_gc sit at ' +
-      '1.0-1.2x. What remains is deep recursion of tiny functions (recursion: fib, Ackermann, tree walks): every ' +
-      'call pays an entry check on the budget global (a recursive function without loops keeps it in the global) ' +
-      'and Asyncify\'s state checks before and after each call, because any of its frames may have to be unwound ' +
-      '(it is the only place a checkpoint inside the recursion can happen). Binaryen -O2/-O3 after Asyncify ' +
-      'measured no better than -O1. Lower would need a way to unwind without instrumenting frames (JSPI / stack ' +
-      'switching, not in Node 20\'s V8) or fewer yield sites on recursion (e.g. only every n-th call).';
+    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x), nor the stack capture any more: gridvm\'s own ' +
+      'unwind (vm/unwind.ts) costs nothing on a call that does not unwind (an exception carries the unwind), and ' +
+      'recursive functions check the budget only before their recursive calls. Removing every unwind measured the ' +
+      'same times; removing the budget checks of ticking loops (leaf functions\' loops and nested loops) brought ' +
+      'nbody and malloc_churn to 1.00x. What remains is that check, `sub; compare; branch` on registers once per ' +
+      'iteration of every loop, which tight loops (byte loops in malloc_churn, the 5-body inner loops of nbody, the ' +
+      'allocator and collector loops of as_gc) feel most. Lower would need fewer checks in loops whose trip count is ' +
+      'known at entry (loop versioning: charge the count once, run an unchecked copy) while keeping fuel exact.';
   }
   if (what.startsWith('restore at')) {
     return 'Page faults: a fresh instance gets a fresh Wasm memory, so Machine.restore\'s grow + copy spends most of ' +
