@@ -8,7 +8,7 @@ export function instrumentProgress(): { update: (stage: string, fraction: number
   if (!process.stderr.isTTY) return { update: () => {}, stop: () => {} };
   const t0 = Date.now();
   let bar: cliProgress.SingleBar | undefined;
-  const stages = ['parse', 'analyse', 'preempt', 'asyncify', 'optimize', 'emit', 'done'];
+  const stages = ['parse', 'analyse', 'preempt', 'unwind', 'asyncify', 'optimize', 'emit', 'done'];
   return {
     update: (stage, fraction) => {
       if (!bar && Date.now() - t0 < 300) return;

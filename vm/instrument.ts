@@ -458,8 +458,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     globals.push(DIRTY_BASE_GLOBAL);
   }
 
-  // ---- Asyncify, limited to the suspending imports
-  progress('asyncify', 0);
+  // ---- stack capture: gridvm's unwind (vm/unwind.ts) or Asyncify, limited to the suspending imports
   const level = opts.optimizeLevel ?? 1;
   const passArgs: Record<string, string> = { 'asyncify-imports': SUSPENDING_IMPORTS.join(',') };
   if (cold.size) passArgs['asyncify-removelist'] = [...cold].join(',');
@@ -471,6 +470,7 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     if (f.module && SUSPENDING_IMPORTS.includes(`${f.module}.${f.base}`)) suspendingNames.add(f.name);
   }
   if (opts.asyncify) {
+    progress('asyncify', 0);
     progress('emit', 0);
     const pre = m.emitBinary();
     progress(`asyncify (${opts.asyncify.id})`, 0);
@@ -479,8 +479,10 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     binaryen.clearPassArguments();
     binaryen.setOptimizeLevel(level);
     binaryen.setShrinkLevel(0);
-    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspendingNames, cold);
+    progress('unwind', 0);
+    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspendingNames, cold, (f) => progress('unwind', f));
     if (!unwind) {
+      progress('asyncify', 0);
       for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
       m.runPasses(['asyncify']);
       binaryen.clearPassArguments();
@@ -530,9 +532,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
 }
 
 /** gridvm's own unwind (vm/unwind.ts), or undefined when the module needs Binaryen's Asyncify. */
-function ownUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>): (UnwindStats & { by: 'gridvm' }) | undefined {
+function ownUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void): (UnwindStats & { by: 'gridvm' }) | undefined {
   try {
-    return { by: 'gridvm', ...addUnwind(m, suspending, cold) };
+    return { by: 'gridvm', ...addUnwind(m, suspending, cold, progress) };
   } catch (e) {
     if (e instanceof UnwindUnsupported) return undefined;
     throw e;

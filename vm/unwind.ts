@@ -85,7 +85,7 @@ interface Fn {
  * handling, typed function references, multi-value or reference-typed locals, results and call sites, expression
  * kinds the walker does not know.
  */
-export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>): UnwindStats {
+export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void = () => {}): UnwindStats {
   // ---- the call graph (after the budget checks: they call the suspending yield)
   const fns: Fn[] = [];
   const refFuncs = new Set<string>();
@@ -197,7 +197,10 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
 
   // ---- flatten, then check what was made (flattening alone keeps what the module computes)
   // then fewer locals (every frame saves all of them): passes that keep the code flat, as Asyncify runs them
-  for (const f of chosen) m.runPassesOnFunction(f.ref, ['flatten', 'simplify-locals-nonesting', 'reorder-locals', 'coalesce-locals', 'simplify-locals-nonesting', 'reorder-locals']);
+  chosen.forEach((f, i) => {
+    m.runPassesOnFunction(f.ref, ['flatten', 'simplify-locals-nonesting', 'reorder-locals', 'coalesce-locals', 'simplify-locals-nonesting', 'reorder-locals']);
+    if (i % 256 === 0) progress((0.4 * i) / chosen.length);
+  });
   const plans = chosen.map((f) => {
     const params = binaryen.expandType(X.Function.getParams(f.ref));
     const vars: number[] = [];
@@ -246,7 +249,8 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     return m.if(m.local.get(rw, i32), m.call(resume, ops, t), call);
   };
   let sites = 0;
-  for (const plan of plans) {
+  for (const [pi, plan] of plans.entries()) {
+    if (pi % 256 === 0) progress(0.4 + (0.6 * pi) / plans.length);
     const { f, params, vars, holders } = plan;
     const results = X.Function.getResults(f.ref);
     const locals = [...params, ...vars];
