@@ -123,6 +123,9 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       for (const c of childSlots(e) ?? []) stack.push(c.child);
     }
   }
+  // A suspending import in the table would be reached by an indirect call, which the fast versions do not check
+  // after (they catch the exception a job function throws; an import returns with the state set instead).
+  for (const n of suspending) if (entered.has(n)) throw new UnwindUnsupported(`suspending import ${n} is address-taken`);
   const callers = new Map<string, string[]>();
   for (const f of fns) for (const c of f.calls) (callers.get(c) ?? callers.set(c, []).get(c)!).push(f.name);
   const unwinds = new Set<string>();

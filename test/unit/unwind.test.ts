@@ -85,6 +85,25 @@ const WITH_TRY = `(module
   ${PRINT}
   (func (export "_start") (call $print (call $sum (i32.const 20000)))))`;
 
+/** gridvm.yield put in the table and reached by call_indirect: only Asyncify checks the state after such a call */
+const YIELD_IN_TABLE = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "gridvm" "yield" (func $y))
+  (memory (export "memory") 1)
+  (type $v (func))
+  (table 2 funcref)
+  (elem (i32.const 0) $y $nop)
+  (func $nop)
+  ${PRINT}
+  (func $work (param $n i32) (result i64) (local $i i32) (local $s i64)
+    (loop $l
+      (local.set $s (i64.add (i64.mul (local.get $s) (i64.const 31)) (i64.extend_i32_u (local.get $i))))
+      (call_indirect (type $v) (i32.and (local.get $i) (i32.const 1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (local.get $s))
+  (func (export "_start") (call $print (call $work (i32.const 3000)))))`;
+
 function wat(text: string, features: number): Uint8Array {
   const m = binaryen.parseText(text);
   try {
@@ -188,5 +207,13 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     expect(want.length).toBe(8);
     expect(instrument(eh).info.stats.unwind).toEqual({ by: 'asyncify' });
     await exactEverywhere(eh, want, {});
+  });
+
+  it('leaves a module with a suspending import in its table to Asyncify (an indirect call could reach it)', async () => {
+    const m = wat(YIELD_IN_TABLE, F.MVP | F.MutableGlobals);
+    const want = reference(m);
+    expect(want.length).toBe(8);
+    expect(instrument(m).info.stats.unwind).toEqual({ by: 'asyncify' });
+    await exactEverywhere(m, want, {});
   });
 });
