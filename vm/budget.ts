@@ -13,7 +13,7 @@ import { BUDGET_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
  * a blocking grid call) and the function's return all see every unit counted so far. Fuel therefore stays exact and
  * deterministic; only a trap can leave the units counted since the function's last call or entry unreported.
  *
- * Under Asyncify the extra locals are saved and restored like any other; on a rewind the entry loads and write-backs
+ * When the stack is captured (vm/unwind.ts or Asyncify) the extra locals are saved and restored like any other; on a rewind the entry loads and write-backs
  * are skipped and the read after each call picks up the budget the host armed for the new slice.
  */
 
