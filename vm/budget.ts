@@ -13,8 +13,9 @@ import { BUDGET_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
  * a blocking grid call) and the function's return all see every unit counted so far. Fuel therefore stays exact and
  * deterministic; only a trap can leave the units counted since the function's last call or entry unreported.
  *
- * When the stack is captured (vm/unwind.ts or Asyncify) the extra locals are saved and restored like any other; on a rewind the entry loads and write-backs
- * are skipped and the read after each call picks up the budget the host armed for the new slice.
+ * When the stack is captured (vm/unwind.ts or Asyncify) the extra locals are saved and restored like any other; on
+ * a rewind the entry loads and write-backs are skipped and the read after each call picks up the budget the host
+ * armed for the new slice.
  */
 
 const i32 = binaryen.i32;
