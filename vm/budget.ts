@@ -31,7 +31,7 @@ const X = binaryen as unknown as {
   Return: { getValue(e: number): number; setValue(e: number, v: number): void };
 };
 /** Kinds that rule a function out: exception handling (a `pop` must stay first in its catch), typed function refs. */
-const REFUSED = new Set([binaryen.TryId, binaryen.PopId, binaryen.CallRefId, binaryen.ThrowId, binaryen.RethrowId,
+export const REFUSED: ReadonlySet<number> = new Set([binaryen.TryId, binaryen.PopId, binaryen.CallRefId, binaryen.ThrowId, binaryen.RethrowId,
   (binaryen as unknown as Record<string, number>).TryTableId, (binaryen as unknown as Record<string, number>).ThrowRefId].filter((x) => typeof x === 'number'));
 /** value types a scratch local can hold (defaultable) */
 const SCRATCH_TYPES = new Set([binaryen.i32, binaryen.i64, binaryen.f32, binaryen.f64, binaryen.v128, binaryen.funcref, binaryen.externref]);

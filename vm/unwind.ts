@@ -1,5 +1,6 @@
 import binaryen from 'binaryen';
 import { childSlots } from './walk.js';
+import { REFUSED } from './budget.js';
 
 /**
  * gridvm's own stack capture ("unwind"), in place of Binaryen's Asyncify pass for the modules it can handle.
@@ -53,8 +54,6 @@ const LOOP = binaryen.LoopId;
 const CALL = binaryen.CallId;
 const CALL_INDIRECT = binaryen.CallIndirectId;
 const LOCAL_SET = binaryen.LocalSetId;
-const REFUSED = new Set([binaryen.TryId, binaryen.ThrowId, binaryen.RethrowId, binaryen.PopId, binaryen.CallRefId,
-  (binaryen as unknown as Record<string, number>).TryTableId, (binaryen as unknown as Record<string, number>).ThrowRefId].filter((x) => typeof x === 'number'));
 
 const X = binaryen as unknown as {
   _BinaryenFunctionAddVar(f: number, type: number): number;

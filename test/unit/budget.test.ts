@@ -5,10 +5,11 @@
 // and resumed in fresh Machines.
 import binaryen from 'binaryen';
 import { describe, expect, it } from 'vitest';
-import { ProcExit, Process } from '../../kernel/index.js';
-import { createNodePlatform } from '../../runtime-node/platform.js';
 import { instrument, prepareJob, type CompiledJob, type YieldAction } from '../../vm/index.js';
 import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
+import { reference, wat } from '../harness/wat.js';
+
+const FEATURES = binaryen.Features.MVP | binaryen.Features.TailCall | binaryen.Features.MutableGlobals;
 
 const MODULE = `(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -79,33 +80,6 @@ const MODULE = `(module
     (call $print (call $tail (i32.const 2000) (i64.const 0)))
     (call $print (i64.extend_i32_u (global.get $calls)))))`;
 
-function wat(text: string): Uint8Array {
-  const m = binaryen.parseText(text);
-  try {
-    m.setFeatures(binaryen.Features.MVP | binaryen.Features.TailCall | binaryen.Features.MutableGlobals);
-    if (!m.validate()) throw new Error('the test module does not validate');
-    return m.emitBinary();
-  } finally {
-    m.dispose();
-  }
-}
-
-/** The original module's stdout, run directly on the kernel (no instrumentation). */
-function reference(bytes: Uint8Array): Uint8Array & { code?: number } {
-  const out: Uint8Array[] = [];
-  const p = new Process({ args: ['t'], env: [], mounts: [], platform: createNodePlatform(), stdout: (b) => out.push(b.slice()), stderr() {} });
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), p.imports({ yield() {}, tick() {}, memory_limit() {} }));
-  p.setMemory(inst.exports.memory as WebAssembly.Memory);
-  let code = 0;
-  try {
-    (inst.exports._start as () => void)();
-  } catch (e) {
-    if (!(e instanceof ProcExit)) throw e;
-    code = e.code;
-  }
-  return Object.assign(Buffer.concat(out), { code });
-}
-
 function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAction): { stdout: Uint8Array; fuel: number; machines: number; checkpoints: number; code: number } {
   let decisions = 0;
   const machine = { slice, reenterAt: [], ...(policy ? { policy: () => policy(++decisions) } : {}) };
@@ -128,7 +102,7 @@ function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAct
 }
 
 describe('budget checks on a local copy of the budget', () => {
-  const original = wat(MODULE);
+  const original = wat(MODULE, FEATURES);
   const expected = reference(original);
 
   it('instruments every function with loops that way', () => {
@@ -207,7 +181,7 @@ const EXITING = `(module
     (call $fatal (i32.const 1))))`;
 
 describe('functions that never return', () => {
-  const original = wat(EXITING);
+  const original = wat(EXITING, FEATURES);
   const expected = reference(original);
 
   it('are found ($die, $fatal; not $maybe, which can return) and run with unwinding off: same output and exit code under checkpoints and suspensions', async () => {

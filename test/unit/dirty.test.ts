@@ -5,8 +5,7 @@
 // not marked, or a store crossing into a page that is not copied shows up here as a differing byte.
 import binaryen from 'binaryen';
 import { describe, expect, it } from 'vitest';
-import { ProcExit, Process, type MountSpec } from '../../kernel/index.js';
-import { createNodePlatform } from '../../runtime-node/platform.js';
+import type { MountSpec } from '../../kernel/index.js';
 import {
   applyChain,
   concatChunks,
@@ -28,6 +27,9 @@ import { loadGuest, ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
 import { hasGuest } from '../harness/guests.js';
 import { readFileSync } from 'node:fs';
 import { guestPath } from '../harness/guests.js';
+import { reference, wat } from '../harness/wat.js';
+
+const FEATURES = binaryen.Features.MVP | binaryen.Features.MutableGlobals | binaryen.Features.SIMD128 | binaryen.Features.BulkMemory | binaryen.Features.BulkMemoryOpt;
 
 const PAGE = 65536;
 
@@ -135,31 +137,6 @@ const MODULE = `(module
     (call $print (global.get $h))
     (call $print (call $sum))))`;
 
-function wat(text: string): Uint8Array {
-  const m = binaryen.parseText(text);
-  try {
-    m.setFeatures(binaryen.Features.MVP | binaryen.Features.MutableGlobals | binaryen.Features.SIMD128 | binaryen.Features.BulkMemory | binaryen.Features.BulkMemoryOpt);
-    if (!m.validate()) throw new Error('the test module does not validate');
-    return m.emitBinary();
-  } finally {
-    m.dispose();
-  }
-}
-
-/** stdout of the original module on the kernel, no instrumentation */
-function reference(bytes: Uint8Array): Buffer {
-  const out: Uint8Array[] = [];
-  const p = new Process({ args: ['t'], env: [], mounts: [], platform: createNodePlatform(), stdout: (b) => out.push(b.slice()), stderr() {} });
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), p.imports({ yield() {}, tick() {}, memory_limit() {} }));
-  p.setMemory(inst.exports.memory as WebAssembly.Memory);
-  try {
-    (inst.exports._start as () => void)();
-  } catch (e) {
-    if (!(e instanceof ProcExit)) throw e;
-  }
-  return Buffer.concat(out);
-}
-
 /** The job's memory as a snapshot holds it: the map's page zeroed. */
 function truthOf(m: Machine): Uint8Array {
   const mem = new Uint8Array(m.memory.buffer).slice();
@@ -258,7 +235,7 @@ function runChecked(job: CompiledJob, slice: number, args: string[] = [], mounts
 }
 
 describe('dirty-page tracking', () => {
-  const original = wat(MODULE);
+  const original = wat(MODULE, FEATURES);
   const expected = reference(original);
 
   it('instruments every store kind, and the job sees its own memory size', async () => {
@@ -324,7 +301,7 @@ describe('dirty-page tracking', () => {
   });
 
   it('refuses a module whose memory cannot grow by the map\'s page, and runs a start function that stores', async () => {
-    const fixed = wat(MODULE.replace('(memory (export "memory") 3)', '(memory (export "memory") 3 3)'));
+    const fixed = wat(MODULE.replace('(memory (export "memory") 3)', '(memory (export "memory") 3 3)'), FEATURES);
     expect(() => instrument(fixed, { dirtyPages: true })).toThrow(/dirty-page tracking needs one memory page above the module's initial 3 pages/);
     // a start section runs at instantiation, before _start: its stores already mark the map
     const started = wat(`(module
@@ -335,7 +312,7 @@ describe('dirty-page tracking', () => {
       (func (export "_start")
         (i32.store (i32.const 0) (i32.const 100))
         (i32.store (i32.const 4) (i32.const 2))
-        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`, FEATURES);
     const job = await prepareJob(started, { instrument: { dirtyPages: true } });
     const vm = new TestVm(job, { machine: { reenterAt: [] } });
     expect(vm.machine.run().kind).toBe('exit');

@@ -6,10 +6,9 @@
 // for any slice; a module the unwind does not handle (exception handling) falls back to Asyncify and stays exact.
 import binaryen from 'binaryen';
 import { describe, expect, it } from 'vitest';
-import { ProcExit, Process } from '../../kernel/index.js';
-import { createNodePlatform } from '../../runtime-node/platform.js';
 import { instrument, prepareJob, type CompiledJob, type InstrumentOptions, type YieldAction } from '../../vm/index.js';
 import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
+import { reference, wat } from '../harness/wat.js';
 
 const PRINT = `
   (func $print (param $v i64)
@@ -103,31 +102,6 @@ const YIELD_IN_TABLE = `(module
       (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
     (local.get $s))
   (func (export "_start") (call $print (call $work (i32.const 3000)))))`;
-
-function wat(text: string, features: number): Uint8Array {
-  const m = binaryen.parseText(text);
-  try {
-    m.setFeatures(features);
-    if (!m.validate()) throw new Error('the test module does not validate');
-    return m.emitBinary();
-  } finally {
-    m.dispose();
-  }
-}
-
-/** The original module's stdout, run directly on the kernel (no instrumentation). */
-function reference(bytes: Uint8Array): Buffer {
-  const out: Uint8Array[] = [];
-  const p = new Process({ args: ['t'], env: [], mounts: [], platform: createNodePlatform(), stdout: (b) => out.push(b.slice()), stderr() {} });
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), p.imports({ yield() {}, tick() {}, memory_limit() {} }));
-  p.setMemory(inst.exports.memory as WebAssembly.Memory);
-  try {
-    (inst.exports._start as () => void)();
-  } catch (e) {
-    if (!(e instanceof ProcExit)) throw e;
-  }
-  return Buffer.concat(out);
-}
 
 function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAction): { stdout: Buffer; fuel: number; machines: number; checkpoints: number; deepest: number } {
   let decisions = 0;
