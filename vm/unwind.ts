@@ -1,5 +1,5 @@
 import binaryen from 'binaryen';
-import { childSlots } from './walk.js';
+import { children } from './walk.js';
 import { REFUSED } from './budget.js';
 
 /**
@@ -63,8 +63,45 @@ const X = binaryen as unknown as {
   If: { getCondition(e: number): number; setCondition(e: number, c: number): void; getIfTrue(e: number): number; setIfTrue(e: number, c: number): void; getIfFalse(e: number): number; setIfFalse(e: number, c: number): void };
   Loop: { getBody(e: number): number; setBody(e: number, c: number): void };
   LocalSet: { getValue(e: number): number; setValue(e: number, v: number): void; isTee(e: number): boolean };
+  RefFunc: { getFunc(e: number): string };
   Call: { getTarget(e: number): string; getNumOperands(e: number): number; getOperandAt(e: number, i: number): number };
 };
+/**
+ * binaryen.js's C API, for the walks over every expression of large modules: names come back as pointers to
+ * Binaryen's interned strings (one pointer per distinct name), compared and used as keys without decoding.
+ */
+const C = binaryen as unknown as Record<string, (e: number, i?: number) => number>;
+const callTarget = C._BinaryenCallGetTarget!;
+const blockName = C._BinaryenBlockGetName!;
+const loopName = C._BinaryenLoopGetName!;
+const loopBody = C._BinaryenLoopGetBody!;
+const blockCount = C._BinaryenBlockGetNumChildren!;
+const blockChild = C._BinaryenBlockGetChildAt!;
+const ifCondition = C._BinaryenIfGetCondition!;
+const ifTrue = C._BinaryenIfGetIfTrue!;
+const ifFalse = C._BinaryenIfGetIfFalse!;
+const breakName = C._BinaryenBreakGetName!;
+const breakCondition = C._BinaryenBreakGetCondition!;
+const breakValue = C._BinaryenBreakGetValue!;
+const switchNames = C._BinaryenSwitchGetNumNames!;
+const switchNameAt = C._BinaryenSwitchGetNameAt!;
+const switchDefault = C._BinaryenSwitchGetDefaultName!;
+const switchCondition = C._BinaryenSwitchGetCondition!;
+const switchValue = C._BinaryenSwitchGetValue!;
+const returnValue = C._BinaryenReturnGetValue!;
+const setIndex = C._BinaryenLocalSetGetIndex!;
+const setValue = C._BinaryenLocalSetGetValue!;
+const isTee = C._BinaryenLocalSetIsTee!;
+const getIndex = C._BinaryenLocalGetGetIndex!;
+/** decoded call targets, by interned-string pointer */
+const targets = new Map<number, string>();
+/** the function a direct call calls */
+function targetOf(call: number): string {
+  const p = callTarget(call);
+  let name = targets.get(p);
+  if (name === undefined) targets.set(p, (name = X.Call.getTarget(call)));
+  return name;
+}
 
 /** bytes a saved local of this type takes in a frame */
 const SIZE = new Map<number, number>([[binaryen.i32, 4], [binaryen.i64, 8], [binaryen.f32, 4], [binaryen.f64, 8], [binaryen.v128, 16]]);
@@ -100,12 +137,10 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       const e = stack.pop()!;
       const id = binaryen.getExpressionId(e);
       if (REFUSED.has(id)) throw new UnwindUnsupported(`function ${info.name} uses exception handling or typed function references`);
-      if (id === CALL) calls.add(X.Call.getTarget(e));
+      if (id === CALL) calls.add(targetOf(e));
       else if (id === CALL_INDIRECT) indirect = true;
-      else if (id === binaryen.RefFuncId) refFuncs.add((binaryen.getExpressionInfo(e) as unknown as Info).func as string);
-      const slots = childSlots(e);
-      if (!slots) throw new UnwindUnsupported(`function ${info.name} has an expression kind gridvm's walker does not know (${id})`);
-      for (const s of slots) stack.push(s.child);
+      else if (id === binaryen.RefFuncId) refFuncs.add(X.RefFunc.getFunc(e));
+      if (!children(e, stack)) throw new UnwindUnsupported(`function ${info.name} has an expression kind gridvm's walker does not know (${id})`);
     }
     fns.push({ ref, name: info.name, calls, indirect });
   }
@@ -118,8 +153,8 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     while (stack.length) {
       const e = stack.pop()!;
       if (!e) continue;
-      if (binaryen.getExpressionId(e) === binaryen.RefFuncId) entered.add((binaryen.getExpressionInfo(e) as unknown as Info).func as string);
-      for (const c of childSlots(e) ?? []) stack.push(c.child);
+      if (binaryen.getExpressionId(e) === binaryen.RefFuncId) entered.add(X.RefFunc.getFunc(e));
+      children(e, stack);
     }
   }
   // A suspending import in the table would be reached by an indirect call, which the fast versions do not check
@@ -148,7 +183,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     if (binaryen.getExpressionType(e) === binaryen.unreachable) return false; // an operand never returns: never called
     if (id === CALL_INDIRECT) return true;
     if (id !== CALL) return false;
-    const t = X.Call.getTarget(e);
+    const t = targetOf(e);
     return suspending.has(t) || unwinds.has(t);
   };
   /** the site call of a statement: the call itself, or the value of a local.set */
@@ -192,7 +227,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     while (stack.length) {
       const x = stack.pop()!;
       if (isSiteCall(x)) return true;
-      for (const s of childSlots(x) ?? []) stack.push(s.child);
+      children(x, stack);
     }
     return false;
   };
@@ -234,7 +269,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
 
   const resumeOf = new Map(plans.map((p) => [p.f.name, uniqueName(m, `${p.f.name}$resume`)]));
   /** a site calling an import (gridvm.yield, a blocking grid call): it returns, with the state set, to unwind */
-  const isImport = (call: number): boolean => binaryen.getExpressionId(call) === CALL && !resumeOf.has(X.Call.getTarget(call));
+  const isImport = (call: number): boolean => binaryen.getExpressionId(call) === CALL && !resumeOf.has(targetOf(call));
   m.addTag(TAG, binaryen.none, binaryen.none);
   /**
    * A site's call as the resume version makes it: a direct call to a function with a resume version calls that
@@ -242,8 +277,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
    */
   const rewindingCall = (call: number, rw: number): number => {
     if (binaryen.getExpressionId(call) !== CALL) return call;
-    const target = X.Call.getTarget(call);
-    const resume = resumeOf.get(target);
+    const resume = resumeOf.get(targetOf(call));
     if (!resume) return call; // an import: the host ends the rewind there
     const ops: number[] = [];
     for (let i = 0, c = X.Call.getNumOperands(call); i < c; i++) ops.push(m.copyExpression(X.Call.getOperandAt(call, i)));
@@ -276,11 +310,11 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     const liveAfter = liveness(X.Function.getBody(f.ref), locals.length, siteOf);
     const frames = plan.order.map((e) => {
       let live = liveAfter.get(e) ?? 0n;
-      if (binaryen.getExpressionId(e) === LOCAL_SET) live &= ~(1n << BigInt((binaryen.getExpressionInfo(e) as unknown as Info).index as number));
+      if (binaryen.getExpressionId(e) === LOCAL_SET) live &= ~(1n << BigInt(setIndex(e)));
       // a rewind calls an import again (the host decodes its arguments) and an indirect call through the same
       // table index: their operands must be restored too (a resume version restores its own locals instead)
       const call = siteOf(e)!;
-      if (binaryen.getExpressionId(call) === CALL_INDIRECT || !resumeOf.has(X.Call.getTarget(call))) live |= uses(call);
+      if (binaryen.getExpressionId(call) === CALL_INDIRECT || !resumeOf.has(targetOf(call))) live |= uses(call);
       const slots: Array<{ local: number; type: number; at: number }> = [];
       let size = 0;
       for (let i = 0; i < locals.length; i++) {
@@ -324,7 +358,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     const viaScratch = (set: number, value: number, scratch: (t: number) => number): { stmt: number; then: number } => {
       const t = binaryen.getExpressionType(value);
       const tmp = scratch(t);
-      return { stmt: m.local.set(tmp, value), then: m.local.set((binaryen.getExpressionInfo(set) as unknown as Info).index as number, m.local.get(tmp, t)) };
+      return { stmt: m.local.set(tmp, value), then: m.local.set(setIndex(set), m.local.get(tmp, t)) };
     };
     const rwExtra: number[] = [];
     const rwScratch = (t: number): number => {
@@ -464,9 +498,11 @@ function mirror(a: number, b: number, marked: Set<number>, out: Set<number>): vo
   while (stack.length) {
     const [x, y] = stack.pop()!;
     if (marked.has(x)) out.add(y);
-    const xs = childSlots(x)!;
-    const ys = childSlots(y)!;
-    for (let i = 0; i < xs.length; i++) stack.push([xs[i]!.child, ys[i]!.child]);
+    const xs: number[] = [];
+    const ys: number[] = [];
+    children(x, xs);
+    children(y, ys);
+    for (let i = 0; i < xs.length; i++) stack.push([xs[i]!, ys[i]!]);
   }
 }
 
@@ -490,8 +526,8 @@ function uses(e: number): bigint {
   const stack = [e];
   while (stack.length) {
     const x = stack.pop()!;
-    if (binaryen.getExpressionId(x) === LOCAL_GET) out |= 1n << BigInt((binaryen.getExpressionInfo(x) as unknown as Info).index as number);
-    for (const s of childSlots(x) ?? []) stack.push(s.child);
+    if (binaryen.getExpressionId(x) === LOCAL_GET) out |= 1n << BigInt(getIndex(x));
+    else children(x, stack);
   }
   return out;
 }
@@ -503,29 +539,27 @@ function uses(e: number): bigint {
  */
 function liveness(body: number, _nLocals: number, isSite: (e: number) => number | undefined): Map<number, bigint> {
   const after = new Map<number, bigint>();
-  const labels = new Map<string, bigint>();
-  const info = (e: number) => binaryen.getExpressionInfo(e) as unknown as Info;
+  /** live locals at each label's target, by the label's interned-name pointer */
+  const labels = new Map<number, bigint>();
+  const usesOf = (e: number): bigint => (e ? uses(e) : 0n);
   const live = (e: number, out: bigint): bigint => {
     const id = binaryen.getExpressionId(e);
     if (id === BLOCK) {
-      const i = info(e);
-      const name = i.name as string | null;
+      const name = blockName(e);
       const saved = name ? labels.get(name) : undefined;
       if (name) labels.set(name, out);
       let l = out;
-      const children = i.children as number[];
-      for (let c = children.length - 1; c >= 0; c--) l = live(children[c]!, l);
+      for (let c = blockCount(e) - 1; c >= 0; c--) l = live(blockChild(e, c), l);
       if (name) saved === undefined ? labels.delete(name) : labels.set(name, saved);
       return l;
     }
     if (id === LOOP) {
-      const i = info(e);
-      const name = i.name as string | null;
+      const name = loopName(e);
       const saved = name ? labels.get(name) : undefined;
       let head = 0n;
       for (;;) {
         if (name) labels.set(name, head);
-        const next = live(i.body as number, out);
+        const next = live(loopBody(e), out);
         if (next === head) break;
         head = next;
       }
@@ -533,33 +567,26 @@ function liveness(body: number, _nLocals: number, isSite: (e: number) => number 
       return head;
     }
     if (id === IF) {
-      const i = info(e);
-      const t = live(i.ifTrue as number, out);
-      const f = i.ifFalse ? live(i.ifFalse as number, out) : out;
-      return uses(i.condition as number) | t | f;
+      const t = live(ifTrue(e), out);
+      const fl = ifFalse(e);
+      const f = fl ? live(fl, out) : out;
+      return uses(ifCondition(e)) | t | f;
     }
     if (id === BREAK) {
-      const i = info(e);
-      const target = labels.get(i.name as string) ?? 0n;
-      const u = (i.condition ? uses(i.condition as number) : 0n) | (i.value ? uses(i.value as number) : 0n);
-      return i.condition ? u | target | out : u | target;
+      const target = labels.get(breakName(e)) ?? 0n;
+      const cond = breakCondition(e);
+      const u = usesOf(cond) | usesOf(breakValue(e));
+      return cond ? u | target | out : u | target;
     }
     if (id === SWITCH) {
-      const i = info(e);
-      let l = uses(i.condition as number) | (i.value ? uses(i.value as number) : 0n);
-      for (const n of [...(i.names as string[]), i.defaultName as string]) l |= labels.get(n) ?? 0n;
-      return l;
+      let l = uses(switchCondition(e)) | usesOf(switchValue(e));
+      for (let i = 0, c = switchNames(e); i < c; i++) l |= labels.get(switchNameAt(e, i)) ?? 0n;
+      return l | (labels.get(switchDefault(e)) ?? 0n);
     }
-    if (id === RETURN) {
-      const v = info(e).value as number;
-      return v ? uses(v) : 0n;
-    }
+    if (id === RETURN) return usesOf(returnValue(e));
     if (id === UNREACHABLE) return 0n;
     if (isSite(e) !== undefined) after.set(e, out);
-    if (id === LOCAL_SET) {
-      const i = info(e);
-      return (out & ~(1n << BigInt(i.index as number))) | uses(i.value as number);
-    }
+    if (id === LOCAL_SET) return (out & ~(1n << BigInt(setIndex(e)))) | uses(setValue(e));
     // any other statement: reads its operands; if it cannot fall through (its type is unreachable), nothing after it
     return (binaryen.getExpressionType(e) === binaryen.unreachable ? 0n : out) | uses(e);
   };

@@ -1,6 +1,6 @@
 // gridvm's own stack capture (vm/unwind.ts) and the budget checks before recursive calls (vm/budget.ts,
 // insertPreCallChecks): loop-free recursion (fib, a tree walk with an early return), mutual recursion through a
-// table, values of every frame type (i32, i64, f32, f64, v128) live across calls. (A blocking import whose result
+// table, a local live across calls only through a loop's back edge, values of every frame type (i32, i64, f32, f64, v128) live across calls. (A blocking import whose result
 // overwrites the local it was given, re-called by a rewind, is in grid-calls.test.ts.) The same job instrumented with gridvm's unwind and with Binaryen's Asyncify must compute
 // what the original computes under checkpoints at every slice and suspensions into fresh Machines, with the same fuel
 // for any slice; a module the unwind does not handle (exception handling) falls back to Asyncify and stays exact.
@@ -51,6 +51,17 @@ const MODULE = `(module
     (local.set $x (call $mix (i32.sub (local.get $n) (i32.const 1)) (local.get $x) (f32.mul (local.get $f) (f32.const 1.5)) (f64.add (local.get $g) (f64.const 0.25))))
     (i64.add (i64.add (local.get $x) (i64x2.extract_lane 1 (local.get $v)))
       (i64.add (i64.trunc_f32_s (local.get $f)) (call $mix (i32.shr_u (local.get $n) (i32.const 2)) (local.get $x) (local.get $f) (local.get $g)))))
+  ;; $k is read only after the loop, which ends by a branch out: it is live across the calls through the back edge
+  (func $carry (param $n i32) (result i32)
+    (local $i i32) (local $k i32)
+    (local.set $k (i32.mul (local.get $n) (i32.const 7)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (drop (call $fib (i32.add (i32.const 3) (i32.and (local.get $i) (i32.const 3)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+    (i32.add (local.get $k) (local.get $i)))
   ${PRINT}
   (func (export "_start")
     (local $i i32) (local $s i64)
@@ -59,6 +70,7 @@ const MODULE = `(module
       (local.set $s (i64.xor (local.get $s) (call $walk (i32.add (i32.const 8) (i32.and (local.get $i) (i32.const 3))) (local.get $s))))
       (local.set $s (i64.add (local.get $s) (i64.extend_i32_u (call_indirect (type $pred) (i32.add (i32.const 301) (local.get $i)) (i32.const 0)))))
       (local.set $s (i64.add (local.get $s) (call $mix (i32.const 12) (local.get $s) (f32.const 1.25) (f64.const 3.5))))
+      (local.set $s (i64.mul (local.get $s) (i64.extend_i32_u (call $carry (i32.add (i32.const 5) (i32.and (local.get $i) (i32.const 7)))))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (i32.const 40))))
     (call $print (local.get $s))
