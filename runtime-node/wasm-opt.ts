@@ -30,19 +30,35 @@ export function findWasmOpt(): { path: string; version: string } | undefined {
   return found ?? undefined;
 }
 
-/** Asyncify and -O<level> by native wasm-opt; undefined when it is not installed. */
+/**
+ * Native wasm-opt: -O<level> of a module gridvm's unwind has made, or Asyncify and -O<level> for the modules that
+ * unwind does not handle; undefined when it is not installed.
+ */
 export function nativeAsyncify(): AsyncifyRunner | undefined {
   const w = findWasmOpt();
   if (!w) return undefined;
+  const wasmOpt = (bytes: Uint8Array, step: string, passes: (dir: string) => string[]): Uint8Array => {
+    const dir = mkdtempSync(join(tmpdir(), 'gridvm-wasm-opt-'));
+    try {
+      const input = join(dir, 'in.wasm');
+      const output = join(dir, 'out.wasm');
+      writeFileSync(input, bytes);
+      const args = [input, ...FEATURES, ...passes(dir), '-g', '-o', output];
+      const r = spawnSync(w.path, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      if (r.status !== 0) {
+        const why = r.error ? r.error.message : `${r.signal ?? `exit ${r.status}`}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
+        throw new InstrumentError(`native wasm-opt failed in the ${step} step (${why}); GRIDVM_WASM_OPT=never uses binaryen.js instead`);
+      }
+      return new Uint8Array(readFileSync(output));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
   return {
     id: `wasmopt${w.version}`,
     run(bytes, passArgs, optimizeLevel) {
-      const dir = mkdtempSync(join(tmpdir(), 'gridvm-wasm-opt-'));
-      try {
-        const input = join(dir, 'in.wasm');
-        const output = join(dir, 'out.wasm');
-        writeFileSync(input, bytes);
-        const args = [input, ...FEATURES, '--asyncify'];
+      return wasmOpt(bytes, 'Asyncify', (dir) => {
+        const args = ['--asyncify'];
         for (const [k, v] of Object.entries(passArgs)) {
           // long lists (thousands of function names) go through a response file: `KEY@@FILE`
           if (v.length > 4096) {
@@ -52,16 +68,11 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
           } else args.push(`--pass-arg=${k}@${v}`);
         }
         if (optimizeLevel > 0) args.push(`-O${optimizeLevel}`);
-        args.push('-g', '-o', output);
-        const r = spawnSync(w.path, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-        if (r.status !== 0) {
-          const why = r.error ? r.error.message : `${r.signal ?? `exit ${r.status}`}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
-          throw new InstrumentError(`native wasm-opt failed in the Asyncify step (${why}); GRIDVM_WASM_OPT=never uses binaryen.js instead`);
-        }
-        return new Uint8Array(readFileSync(output));
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+        return args;
+      });
+    },
+    passes(bytes, flags) {
+      return wasmOpt(bytes, flags.join(' '), () => flags);
     },
   };
 }

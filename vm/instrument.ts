@@ -7,12 +7,12 @@ import { renameFunctionNames } from './namesection.js';
 import { activeDataPages, exportMemory, hasStartSection } from './wasmbin.js';
 import { InstrumentError } from './errors.js';
 import { addDirtyTracking } from './dirty.js';
-import { addUnwind, UnwindUnsupported, type UnwindStats } from './unwind.js';
+import { addUnwind, UNWIND_PREPARE, UnwindUnsupported, type UnwindStats } from './unwind.js';
 import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 12;
+export const INSTRUMENT_VERSION = 13;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -97,14 +97,19 @@ export interface InstrumentInfo {
 }
 
 /**
- * Runs Asyncify and the optimiser outside binaryen.js: given the module right before Asyncify, Binaryen pass
- * arguments (`asyncify-imports`, `asyncify-removelist`) and the optimise level, returns the module after them.
+ * Runs the optimiser (and Asyncify, for the modules gridvm's own unwind does not handle) outside binaryen.js.
  * runtime-node supplies native `wasm-opt` this way for large modules (no 4 GiB wasm32 heap, both cores).
  */
 export interface AsyncifyRunner {
   /** names the tool and version: part of the cache key (another tool makes another module) */
   id: string;
+  /**
+   * Asyncify, then -O<level>: given the module right before Asyncify, Binaryen pass arguments (`asyncify-imports`,
+   * `asyncify-removelist`) and the optimise level, returns the module after them.
+   */
   run(bytes: Uint8Array, passArgs: Record<string, string>, optimizeLevel: number): Uint8Array;
+  /** the module after the given passes, as the tool's flags (`--flatten`, `-O1`) */
+  passes(bytes: Uint8Array, flags: string[]): Uint8Array;
 }
 
 export interface InstrumentOptions {
@@ -464,23 +469,50 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
   if (cold.size) passArgs['asyncify-removelist'] = [...cold].join(',');
   let bytes: Uint8Array;
   let unwind: (UnwindStats & { by: 'gridvm' }) | undefined;
-  const suspendingNames = new Set<string>();
-  for (let i = 0; i < m.getNumFunctions(); i++) {
-    const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
-    if (f.module && SUSPENDING_IMPORTS.includes(`${f.module}.${f.base}`)) suspendingNames.add(f.name);
-  }
+  const suspending = (mod: binaryen.Module): Set<string> => {
+    const names = new Set<string>();
+    for (let i = 0; i < mod.getNumFunctions(); i++) {
+      const f = binaryen.getFunctionInfo(mod.getFunctionByIndex(i));
+      if (f.module && SUSPENDING_IMPORTS.includes(`${f.module}.${f.base}`)) names.add(f.name);
+    }
+    return names;
+  };
   if (opts.asyncify) {
-    progress('asyncify', 0);
+    // Native: the tool flattens every function (both cores, no 4 GiB heap: in binaryen.js, one function at a time,
+    // this was most of the time on large modules), binaryen.js adds gridvm's unwind to the flat module and the
+    // tool optimises the result; or, for modules that unwind does not handle, the tool runs Asyncify.
+    const runner = opts.asyncify;
     progress('emit', 0);
     const pre = m.emitBinary();
-    progress(`asyncify (${opts.asyncify.id})`, 0);
-    bytes = opts.asyncify.run(pre, passArgs, level);
+    let done: Uint8Array | undefined;
+    if (opts.unwind !== 'asyncify') {
+      progress(`flatten (${runner.id})`, 0);
+      const flat = binaryen.readBinary(runner.passes(pre, UNWIND_PREPARE.map((p) => `--${p}`)));
+      try {
+        flat.setFeatures(ENGINE_FEATURES);
+        progress('unwind', 0);
+        unwind = ownUnwind(flat, suspending(flat), cold, (f) => progress('unwind', f), true);
+        if (unwind) {
+          progress('emit', 0);
+          done = flat.emitBinary();
+        }
+      } finally {
+        flat.dispose();
+      }
+    }
+    if (done) {
+      progress(`optimize (${runner.id})`, 0);
+      bytes = level > 0 ? runner.passes(done, [`-O${level}`]) : done;
+    } else {
+      progress(`asyncify (${runner.id})`, 0);
+      bytes = runner.run(pre, passArgs, level);
+    }
   } else {
+    progress('unwind', 0);
+    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspending(m), cold, (f) => progress('unwind', f));
     binaryen.clearPassArguments();
     binaryen.setOptimizeLevel(level);
     binaryen.setShrinkLevel(0);
-    progress('unwind', 0);
-    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspendingNames, cold, (f) => progress('unwind', f));
     if (!unwind) {
       progress('asyncify', 0);
       for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
@@ -532,9 +564,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
 }
 
 /** gridvm's own unwind (vm/unwind.ts), or undefined when the module needs Binaryen's Asyncify. */
-function ownUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void): (UnwindStats & { by: 'gridvm' }) | undefined {
+function ownUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void, prepared = false): (UnwindStats & { by: 'gridvm' }) | undefined {
   try {
-    return { by: 'gridvm', ...addUnwind(m, suspending, cold, progress) };
+    return { by: 'gridvm', ...addUnwind(m, suspending, cold, progress, prepared) };
   } catch (e) {
     if (e instanceof UnwindUnsupported) return undefined;
     throw e;

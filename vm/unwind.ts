@@ -38,6 +38,13 @@ const TAG = '__gridvm_unwinding';
 const SAVE_LABEL = '__gridvm_save';
 
 /** the module cannot be handled here (Binaryen's Asyncify is used instead); nothing observable was changed */
+/**
+ * The passes that prepare a function for the unwind: Binaryen's Flat IR (every value that lives across a call is in
+ * a local), then fewer locals, keeping the code flat (as Asyncify runs them). Without the latter the optimiser
+ * cannot recover the code once the unwind's try blocks and rewind guards are in: measured on CRuby, a module with
+ * flatten alone ran 2-4x slower than the original after wasm-opt -O1 (and V8 ran out of memory compiling it).
+ */
+export const UNWIND_PREPARE: readonly string[] = ['flatten', 'simplify-locals-nonesting', 'reorder-locals', 'coalesce-locals', 'simplify-locals-nonesting', 'reorder-locals'];
 export class UnwindUnsupported extends Error {}
 
 export interface UnwindStats {
@@ -119,9 +126,10 @@ interface Fn {
  * functions (they never return and unwinding is off inside them) are left out, as Asyncify's removelist would.
  * Throws UnwindUnsupported, before changing what the module computes, for what it does not handle: exception
  * handling, typed function references, multi-value or reference-typed locals, results and call sites, expression
- * kinds the walker does not know.
+ * kinds the walker does not know. `prepared`: the module's functions have been through UNWIND_PREPARE already
+ * (native wasm-opt runs them on the whole module, on both cores).
  */
-export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void = () => {}): UnwindStats {
+export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void = () => {}, prepared = false): UnwindStats {
   // ---- the call graph (after the budget checks: they call the suspending yield)
   const fns: Fn[] = [];
   const refFuncs = new Set<string>();
@@ -235,7 +243,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
   // ---- flatten, then check what was made (flattening alone keeps what the module computes)
   // then fewer locals (every frame saves all of them): passes that keep the code flat, as Asyncify runs them
   chosen.forEach((f, i) => {
-    m.runPassesOnFunction(f.ref, ['flatten', 'simplify-locals-nonesting', 'reorder-locals', 'coalesce-locals', 'simplify-locals-nonesting', 'reorder-locals']);
+    if (!prepared) m.runPassesOnFunction(f.ref, [...UNWIND_PREPARE]);
     if (i % 256 === 0) progress((0.4 * i) / chosen.length);
   });
   const plans = chosen.map((f) => {

@@ -1,6 +1,7 @@
-// Native wasm-opt for the Asyncify step (runtime-node/wasm-opt.ts), used on Node for large modules: the module it
-// makes is another module (its own cache key and hash) that must behave exactly like binaryen.js's: the same
-// output and exit code, and exact suspend/resume in fresh Machines from encoded snapshots.
+// Native wasm-opt (runtime-node/wasm-opt.ts), used on Node for large modules: it optimises the module after
+// gridvm's own unwind, or runs Asyncify and the optimiser where that unwind does not apply (unwind: 'asyncify'
+// here). Either module is another module (its own cache key and hash) that must behave exactly like binaryen.js's:
+// the same output and exit code, and exact suspend/resume in fresh Machines from encoded snapshots.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { findWasmOpt, hostInstrumentOptions, nativeAsyncify } from '../../runtime-node/wasm-opt.js';
@@ -10,13 +11,15 @@ import { guestPath, hasGuest } from '../harness/guests.js';
 
 const have = !!findWasmOpt();
 const cases = [
-  { name: 'nbody', args: ['300000'] },
-  { name: 'recursion', args: ['1', '27'] },
-  { name: 'malloc_churn', args: ['2', '40000'] },
-  { name: 'as_gc', args: [] },
-];
+  { name: 'nbody', args: ['300000'], by: 'gridvm' },
+  { name: 'recursion', args: ['1', '27'], by: 'gridvm' },
+  { name: 'malloc_churn', args: ['2', '40000'], by: 'gridvm' },
+  { name: 'as_gc', args: [], by: 'gridvm' },
+  { name: 'recursion', args: ['1', '27'], by: 'asyncify' },
+  { name: 'malloc_churn', args: ['2', '40000'], by: 'asyncify' },
+] as const;
 
-describe.runIf(have || process.env.CI)('native wasm-opt for Asyncify', () => {
+describe.runIf(have || process.env.CI)('native wasm-opt for the optimiser and Asyncify', () => {
   it('is found (CI installs Debian\'s binaryen package)', () => {
     expect(findWasmOpt()?.version).toMatch(/^\d+$/);
   });
@@ -41,11 +44,13 @@ describe.runIf(have || process.env.CI)('native wasm-opt for Asyncify', () => {
   });
 
   for (const c of cases) {
-    it.runIf(hasGuest(c.name) || process.env.CI)(`${c.name}: same output as binaryen.js's module, and exact across suspensions into fresh Machines`, async () => {
+    it.runIf(hasGuest(c.name) || process.env.CI)(`${c.name}, stack captured by ${c.by}: same output as binaryen.js's module, and exact across suspensions into fresh Machines`, async () => {
       const bytes = new Uint8Array(readFileSync(guestPath(c.name)));
       const js = await prepareJob(bytes);
-      const native = await prepareJob(bytes, { instrument: { asyncify: nativeAsyncify()! } });
+      const unwind = c.by === 'asyncify' ? { unwind: 'asyncify' as const } : {};
+      const native = await prepareJob(bytes, { instrument: { asyncify: nativeAsyncify()!, ...unwind } });
       expect(native.hash).not.toBe(js.hash);
+      expect(native.info.stats.unwind.by).toBe(c.by);
       const ref = new TestVm(js, { args: ['t', ...c.args], machine: { reenterAt: [] } });
       const r0 = ref.machine.run();
       expect(r0.kind).toBe('exit');

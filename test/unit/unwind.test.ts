@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { instrument, prepareJob, type CompiledJob, type InstrumentOptions, type YieldAction } from '../../vm/index.js';
 import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
 import { reference, wat } from '../harness/wat.js';
+import { findWasmOpt, nativeAsyncify } from '../../runtime-node/wasm-opt.js';
 
 const PRINT = `
   (func $print (param $v i64)
@@ -187,12 +188,26 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     expect(own.deepest).toBeLessThan(asy.deepest);
   });
 
+  it.runIf(findWasmOpt() || process.env.CI)('is exact when native wasm-opt flattens the whole module first and optimises after (large modules)', async () => {
+    const native = { asyncify: nativeAsyncify()! };
+    const job = await prepareJob(original, { instrument: native });
+    expect(job.info.stats.unwind).toMatchObject({ by: 'gridvm' });
+    const own = await exactEverywhere(original, expected, native);
+    expect(own.deepest).toBeGreaterThan(0);
+  });
+
   it('leaves a module with exception handling to Asyncify, which keeps it exact', async () => {
     const eh = wat(WITH_TRY, F.MVP | F.MutableGlobals | F.ExceptionHandling);
     const want = reference(eh);
     expect(want.length).toBe(8);
     expect(instrument(eh).info.stats.unwind).toEqual({ by: 'asyncify' });
     await exactEverywhere(eh, want, {});
+    if (findWasmOpt() || process.env.CI) {
+      // natively: the flattened module is dropped, Asyncify runs on the module as it was before
+      const native = { asyncify: nativeAsyncify()! };
+      expect((await prepareJob(eh, { instrument: native })).info.stats.unwind).toEqual({ by: 'asyncify' });
+      await exactEverywhere(eh, want, native);
+    }
   });
 
   it('leaves a module with a suspending import in its table to Asyncify (an indirect call could reach it)', async () => {
