@@ -8,7 +8,9 @@ export function instrumentProgress(): { update: (stage: string, fraction: number
   if (!process.stderr.isTTY) return { update: () => {}, stop: () => {} };
   const t0 = Date.now();
   let bar: cliProgress.SingleBar | undefined;
-  const stages = ['parse', 'analyse', 'preempt', 'unwind', 'asyncify', 'optimize', 'emit', 'done'];
+  // in order; a stage may name its tool after a space (`optimize (wasmopt108)`); the bar never goes back
+  const stages = ['parse', 'analyse', 'preempt', 'flatten', 'unwind', 'asyncify', 'optimize', 'emit', 'done'];
+  let shown = 0;
   return {
     update: (stage, fraction) => {
       if (!bar && Date.now() - t0 < 300) return;
@@ -19,8 +21,9 @@ export function instrumentProgress(): { update: (stage: string, fraction: number
         );
         bar.start(100, 0, { stage });
       }
-      const i = Math.max(0, stages.indexOf(stage));
-      bar.update(Math.round(((i + Math.min(1, fraction)) / (stages.length - 1)) * 100), { stage });
+      const i = Math.max(0, stages.indexOf(stage.split(' ')[0]!));
+      shown = Math.max(shown, Math.round(((i + Math.min(1, fraction)) / (stages.length - 1)) * 100));
+      bar.update(shown, { stage });
     },
     stop: () => bar?.stop(),
   };

@@ -482,18 +482,17 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     // this was most of the time on large modules), binaryen.js adds gridvm's unwind to the flat module and the
     // tool optimises the result; or, for modules that unwind does not handle, the tool runs Asyncify.
     const runner = opts.asyncify;
-    progress('emit', 0);
+    progress(opts.unwind === 'asyncify' ? `asyncify (${runner.id})` : `flatten (${runner.id})`, 0);
     const pre = m.emitBinary();
     let done: Uint8Array | undefined;
     if (opts.unwind !== 'asyncify') {
-      progress(`flatten (${runner.id})`, 0);
       const flat = binaryen.readBinary(runner.passes(pre, UNWIND_PREPARE.map((p) => `--${p}`)));
       try {
         flat.setFeatures(ENGINE_FEATURES);
         progress('unwind', 0);
         unwind = ownUnwind(flat, suspending(flat), cold, (f) => progress('unwind', f), true);
         if (unwind) {
-          progress('emit', 0);
+          progress(`optimize (${runner.id})`, 0);
           done = flat.emitBinary();
         }
       } finally {
@@ -501,7 +500,6 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
       }
     }
     if (done) {
-      progress(`optimize (${runner.id})`, 0);
       bytes = level > 0 ? runner.passes(done, [`-O${level}`]) : done;
     } else {
       progress(`asyncify (${runner.id})`, 0);
