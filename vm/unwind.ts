@@ -1,5 +1,5 @@
 import binaryen from 'binaryen';
-import { children } from './walk.js';
+import { callTarget as targetOf, children } from './walk.js';
 import { REFUSED } from './budget.js';
 
 /**
@@ -78,7 +78,6 @@ const X = binaryen as unknown as {
  * Binaryen's interned strings (one pointer per distinct name), compared and used as keys without decoding.
  */
 const C = binaryen as unknown as Record<string, (e: number, i?: number) => number>;
-const callTarget = C._BinaryenCallGetTarget!;
 const blockName = C._BinaryenBlockGetName!;
 const loopName = C._BinaryenLoopGetName!;
 const loopBody = C._BinaryenLoopGetBody!;
@@ -100,15 +99,6 @@ const setIndex = C._BinaryenLocalSetGetIndex!;
 const setValue = C._BinaryenLocalSetGetValue!;
 const isTee = C._BinaryenLocalSetIsTee!;
 const getIndex = C._BinaryenLocalGetGetIndex!;
-/** decoded call targets, by interned-string pointer */
-const targets = new Map<number, string>();
-/** the function a direct call calls */
-function targetOf(call: number): string {
-  const p = callTarget(call);
-  let name = targets.get(p);
-  if (name === undefined) targets.set(p, (name = X.Call.getTarget(call)));
-  return name;
-}
 
 /** bytes a saved local of this type takes in a frame */
 const SIZE = new Map<number, number>([[binaryen.i32, 4], [binaryen.i64, 8], [binaryen.f32, 4], [binaryen.f64, 8], [binaryen.v128, 16]]);

@@ -125,62 +125,65 @@ export function walkFunction(body: number): WalkFacts {
     const expr = stack.pop()!;
     const depth = depths.pop()!;
     const id = binaryen.getExpressionId(expr);
-    if (SINGLE[id] !== undefined && SINGLE[id]!.length === 0 && MULTI[id]!.length === 0) {
-      if (STATE_OPS.has(id)) facts.stateOps++;
-      if (id === REF_FUNC) facts.refFuncs.add((binaryen.getExpressionInfo(expr) as unknown as Info).func as string);
-      continue;
-    }
-    let info: Info;
-    try {
-      info = binaryen.getExpressionInfo(expr) as unknown as Info;
-    } catch {
-      // binaryen.js has no accessor class for this kind: it cannot be walked into
-      unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
-      continue;
-    }
     if (id === LOOP) {
       facts.loops.push(expr);
       facts.loopDepth.push(depth);
-    }
-    else if (id === GROW) facts.grows.push(expr);
+    } else if (id === GROW) facts.grows.push(expr);
     else if (id === CALL) {
-      facts.calls.add(info.target as string);
-      if (info.isReturn) facts.tailCalls++;
+      facts.calls.add(callTarget(expr));
+      if (RAW_API._BinaryenCallIsReturn!(expr)) facts.tailCalls++;
       if (depth > 0) facts.loopCalls = true;
     } else if (id === CALL_INDIRECT || id === CALL_REF) {
       facts.indirect = true;
-      if (info.isReturn) facts.tailCalls++;
+      if ((id === CALL_INDIRECT ? RAW_API._BinaryenCallIndirectIsReturn! : RAW_API._BinaryenCallRefIsReturn!)(expr)) facts.tailCalls++;
       if (depth > 0) facts.loopCalls = true;
-    }
-    else if (id === REF_FUNC) facts.refFuncs.add(info.func as string);
+    } else if (id === REF_FUNC) facts.refFuncs.add((binaryen as unknown as { RefFunc: { getFunc(e: number): string } }).RefFunc.getFunc(expr));
     else if (id === TRY) facts.tries++;
     else if (id === THROW || id === RETHROW) facts.throws++;
     else if (STATE_OPS.has(id)) facts.stateOps++;
-    const single = SINGLE[id];
-    if (single === undefined) {
-      unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
-      for (const [k, v] of Object.entries(info)) {
-        if (k === 'id' || k === 'type') continue;
-        if (Array.isArray(v)) for (const c of v) if (typeof c === 'number' && c) stack.push(c);
-      }
-      while (depths.length < stack.length) depths.push(depth);
-      continue;
-    }
-    for (const f of single) {
-      const c = info[f];
-      if (typeof c === 'number' && c) stack.push(c);
-    }
-    const multi = MULTI[id];
-    if (multi) {
-      for (const f of multi) {
-        const arr = info[f] as number[] | undefined;
-        if (arr) for (let i = arr.length - 1; i >= 0; i--) if (arr[i]) stack.push(arr[i]!);
-      }
-    }
     const childDepth = id === LOOP ? depth + 1 : depth;
+    if (!children(expr, stack)) {
+      // a kind without raw getters here (Try, Throw, tuples, GC): through getExpressionInfo's fields
+      let info: Info;
+      try {
+        info = binaryen.getExpressionInfo(expr) as unknown as Info;
+      } catch {
+        // binaryen.js has no accessor class for this kind: it cannot be walked into
+        unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
+        continue;
+      }
+      const single = SINGLE[id];
+      if (single === undefined) {
+        unknownKinds.set(id, (unknownKinds.get(id) ?? 0) + 1);
+        for (const [k, v] of Object.entries(info)) {
+          if (k === 'id' || k === 'type') continue;
+          if (Array.isArray(v)) for (const c of v) if (typeof c === 'number' && c) stack.push(c);
+        }
+      } else {
+        for (const f of single) {
+          const c = info[f];
+          if (typeof c === 'number' && c) stack.push(c);
+        }
+        for (const f of MULTI[id] ?? []) {
+          const arr = info[f] as number[] | undefined;
+          if (arr) for (let i = arr.length - 1; i >= 0; i--) if (arr[i]) stack.push(arr[i]!);
+        }
+      }
+    }
     while (depths.length < stack.length) depths.push(childDepth);
   }
   return facts;
+}
+
+const RAW_API = binaryen as unknown as Record<string, ((e: number) => number) | undefined>;
+/** decoded call targets, by interned-string pointer (one per distinct name) */
+const targetNames = new Map<number, string>();
+/** the function a direct call calls (names decoded once each) */
+export function callTarget(call: number): string {
+  const p = RAW_API._BinaryenCallGetTarget!(call);
+  let name = targetNames.get(p);
+  if (name === undefined) targetNames.set(p, (name = (binaryen as unknown as { Call: { getTarget(e: number): string } }).Call.getTarget(call)));
+  return name;
 }
 
 
