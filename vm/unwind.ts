@@ -315,8 +315,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       if (binaryen.getExpressionId(call) === CALL_INDIRECT || !resumeOf.has(targetOf(call))) live |= uses(call);
       const slots: Array<{ local: number; type: number; at: number }> = [];
       let size = 0;
-      for (let i = 0; i < locals.length; i++) {
-        if (!(live >> BigInt(i) & 1n)) continue;
+      for (const i of bitsOf(live)) {
         slots.push({ local: i, type: locals[i]!, at: size });
         size += SIZE.get(locals[i]!)!;
       }
@@ -518,6 +517,17 @@ const LOCAL_GET = binaryen.LocalGetId;
 
 type Info = Record<string, unknown>;
 
+/**
+ * The indices of the set bits, in increasing order. (Testing bit i as `x >> i & 1` makes a new BigInt of x's size
+ * per bit: quadratic in the number of locals, minutes on yosys' largest functions.)
+ */
+function bitsOf(x: bigint): number[] {
+  const out: number[] = [];
+  const s = x.toString(2);
+  for (let i = s.length - 1, b = 0; i >= 0; i--, b++) if (s.charCodeAt(i) === 49) out.push(b);
+  return out;
+}
+
 /** The locals an expression reads (a bit per local index). */
 function uses(e: number): bigint {
   let out = 0n;
@@ -540,6 +550,7 @@ function liveness(body: number, _nLocals: number, isSite: (e: number) => number 
   /** live locals at each label's target, by the label's interned-name pointer */
   const labels = new Map<number, bigint>();
   const usesOf = (e: number): bigint => (e ? uses(e) : 0n);
+  const heads = new Map<number, bigint>();
   const live = (e: number, out: bigint): bigint => {
     const id = binaryen.getExpressionId(e);
     if (id === BLOCK) {
@@ -554,13 +565,16 @@ function liveness(body: number, _nLocals: number, isSite: (e: number) => number 
     if (id === LOOP) {
       const name = loopName(e);
       const saved = name ? labels.get(name) : undefined;
-      let head = 0n;
+      // from this loop's head as an enclosing loop's previous iteration left it: the sets only grow, so that is
+      // still below the fixpoint, and nested loops are not walked 2^depth times
+      let head = heads.get(e) ?? 0n;
       for (;;) {
         if (name) labels.set(name, head);
         const next = live(loopBody(e), out);
         if (next === head) break;
         head = next;
       }
+      heads.set(e, head);
       if (name) saved === undefined ? labels.delete(name) : labels.set(name, saved);
       return head;
     }

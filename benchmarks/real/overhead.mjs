@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// Run overhead of gridvm's instrumentation on a large real program, measured side by side: the original module on
+// gridvm's kernel (no instrumentation, the `gridvm` imports are stubs) and the instrumented one through run(),
+// alternating, on a worker thread with a 256 MiB stack (as the CLI runs jobs). Prints each round and the ratios of
+// the best and of the medians; the output of every instrumented run must equal the plain run's.
+//
+//   node tools/build.mjs && node benchmarks/real/fetch.mjs && node benchmarks/real/overhead.mjs [--rounds 8]
+//
+// The first run instruments CRuby (51 MiB; minutes, with progress on stderr) into the module cache
+// (~/.cache/gridvm, GRIDVM_CACHE_DIR); later runs start at once. The workload is RESULTS-real.md's.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const RUBY = join(here, '..', 'build', 'real', 'ruby.wasm');
+const SCRIPT = 'x = 0; 2_000_000.times { |i| x += (i * i) % 7 }; h = {}; 50_000.times { |i| h["k#{i}"] = i.to_s * 3 }; ' +
+  'puts x; puts h.size; puts h.values.map(&:size).sum; puts RUBY_VERSION';
+const ARGS = ['-EUTF-8', '-e_=0', SCRIPT];
+
+if (isMainThread) {
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '8' } } });
+  const rounds = Number(values.rounds);
+  const w = new Worker(fileURLToPath(import.meta.url), { workerData: { rounds }, resourceLimits: { stackSizeMb: 256 } });
+  const rows = [];
+  w.on('message', (m) => {
+    if (m.progress) return void process.stderr.write(`\r${m.progress.padEnd(60)}`);
+    rows.push(m);
+    console.log(`round ${rows.length}: plain ${m.plain.toFixed(0)} ms, instrumented ${m.inst.toFixed(0)} ms (${(m.inst / m.plain).toFixed(3)}x), output ${m.same ? 'identical' : 'DIFFERS'}`);
+  });
+  w.on('error', (e) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+  w.on('exit', () => {
+    if (!rows.length) return;
+    const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+    const plain = rows.map((r) => r.plain);
+    const inst = rows.map((r) => r.inst);
+    console.log(`ruby: best ${(Math.min(...inst) / Math.min(...plain)).toFixed(3)}x, median ${(med(inst) / med(plain)).toFixed(3)}x over ${rows.length} rounds; ` +
+      `all outputs identical: ${rows.every((r) => r.same)}`);
+    if (!rows.every((r) => r.same)) process.exitCode = 1;
+  });
+} else {
+  const { run, Process, ProcExit } = await import('../../dist/runtime-node/index.js');
+  const { nodePlatform } = await import('../../dist/runtime-node/platform.js');
+  const original = new Uint8Array(readFileSync(RUBY));
+  const mod = new WebAssembly.Module(original);
+  const plain = () => {
+    const out = [];
+    const proc = new Process({ args: ['ruby', ...ARGS], env: [], mounts: [], platform: nodePlatform(), stdout: (b) => void out.push(Buffer.from(b)), stderr: () => {} });
+    const inst = new WebAssembly.Instance(mod, proc.imports(new Proxy({}, { get: () => () => {} })));
+    proc.setMemory(inst.exports.memory);
+    const t = performance.now();
+    try {
+      inst.exports._start();
+    } catch (e) {
+      if (!(e instanceof ProcExit)) throw e;
+    }
+    return { ms: performance.now() - t, out: Buffer.concat(out) };
+  };
+  const opts = {
+    name: 'ruby', args: ARGS, stdout: 'buffer', stderr: 'buffer',
+    instrument: { onProgress: (stage, f) => parentPort.postMessage({ progress: `instrumenting: ${stage} ${Math.round(f * 100)}%` }) },
+  };
+  for (let i = 0; i < workerData.rounds; i++) {
+    const p = plain();
+    const r = await run(RUBY, opts);
+    if (r.trap) throw new Error(`trap: ${r.trap.message}`);
+    parentPort.postMessage({ plain: p.ms, inst: r.elapsedMs, same: Buffer.from(r.stdout).equals(p.out) });
+  }
+}
