@@ -189,18 +189,20 @@ export function instrument(original: Uint8Array, opts: InstrumentOptions = {}): 
   } catch (e) {
     throw new InstrumentError(`not a valid WebAssembly module: ${(e as Error).message}`, { cause: e });
   }
+  const owned = { m, disposed: false };
   try {
-    return instrumentModule(m, opts, progress, hasStartSection(original));
+    return instrumentModule(owned, opts, progress, hasStartSection(original));
   } catch (e) {
     if (e instanceof InstrumentError) throw e;
     const msg = e instanceof Error ? e.message : typeof e === 'object' ? JSON.stringify(e) : String(e);
     throw new InstrumentError(`Binaryen failed while instrumenting the module: ${msg}`, { cause: e });
   } finally {
-    m.dispose();
+    if (!owned.disposed) m.dispose();
   }
 }
 
-function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress: (s: string, f: number) => void, hasStart: boolean): InstrumentOutput {
+function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts: InstrumentOptions, progress: (s: string, f: number) => void, hasStart: boolean): InstrumentOutput {
+  const m = owned.m;
   m.setFeatures(ENGINE_FEATURES);
   binaryen.setDebugInfo(true);
 
@@ -484,6 +486,9 @@ function instrumentModule(m: binaryen.Module, opts: InstrumentOptions, progress:
     const runner = opts.asyncify;
     progress(opts.unwind === 'asyncify' ? `asyncify (${runner.id})` : `flatten (${runner.id})`, 0);
     const pre = m.emitBinary();
+    // binaryen.js's heap is 4 GiB: the flat module below needs the room (yosys ran out of it)
+    m.dispose();
+    owned.disposed = true;
     let done: Uint8Array | undefined;
     if (opts.unwind !== 'asyncify') {
       const flat = binaryen.readBinary(runner.passes(pre, UNWIND_PREPARE.map((p) => `--${p}`)));
