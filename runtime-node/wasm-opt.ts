@@ -17,6 +17,13 @@ const FEATURES = [
 /** Modules at least this big (bytes) use native wasm-opt when it is installed (GRIDVM_WASM_OPT=always|never overrides). */
 export const NATIVE_ASYNCIFY_MIN_BYTES = 4 * 1024 * 1024;
 
+/**
+ * The largest module (MiB, after gridvm's unwind) that native wasm-opt optimises: it needs ~80x the module's size in
+ * memory (CRuby, 166 MiB: 13.7 GB), and these machines have 24 GiB. Bigger ones (yosys: 284 MiB) run unoptimised.
+ * GRIDVM_WASM_OPT_MAX_MIB overrides it (and is part of the cache key).
+ */
+export const NATIVE_OPTIMIZE_MAX_MIB = 192;
+
 let found: { path: string; version: string } | null | undefined;
 
 /** The installed wasm-opt and its version, or undefined. */
@@ -54,8 +61,10 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
       rmSync(dir, { recursive: true, force: true });
     }
   };
+  const maxMiB = Number(process.env.GRIDVM_WASM_OPT_MAX_MIB ?? NATIVE_OPTIMIZE_MAX_MIB);
   return {
-    id: `wasmopt${w.version}`,
+    id: `wasmopt${w.version}${maxMiB === NATIVE_OPTIMIZE_MAX_MIB ? '' : `-max${maxMiB}m`}`,
+    maxOptimizeBytes: maxMiB * 1024 * 1024,
     run(bytes, passArgs, optimizeLevel) {
       return wasmOpt(bytes, 'Asyncify', (dir) => {
         const args = ['--asyncify'];

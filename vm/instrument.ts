@@ -86,9 +86,14 @@ export interface InstrumentInfo {
     renamedAsyncifyExports: string[];
     /**
      * How the stack is captured: gridvm's own unwind (vm/unwind.ts: a fast and a resume version of each function
-     * that may suspend), or Binaryen's Asyncify (modules unwind.ts does not handle, and native wasm-opt runs).
+     * that may suspend), or Binaryen's Asyncify (modules unwind.ts does not handle).
      */
     unwind?: { by: 'gridvm'; functions: number; sites: number } | { by: 'asyncify' };
+    /**
+     * The final optimisation was left out: the module after the unwind was bigger than the native tool's
+     * `maxOptimizeBytes` (its bytes). It runs correctly, somewhat slower.
+     */
+    unoptimizedBytes?: number;
     /** stores (and bulk memory operations) that mark the dirty-page map, with dirty-page tracking */
     dirtyStores?: number;
     /** stores whose page an earlier store through the same pointer marked (no mark of their own) */
@@ -110,6 +115,11 @@ export interface AsyncifyRunner {
   run(bytes: Uint8Array, passArgs: Record<string, string>, optimizeLevel: number): Uint8Array;
   /** the module after the given passes, as the tool's flags (`--flatten`, `-O1`) */
   passes(bytes: Uint8Array, flags: string[]): Uint8Array;
+  /**
+   * Modules bigger than this after gridvm's unwind are not optimised: the tool's memory grows with the module
+   * (wasm-opt -O1 on CRuby's 166 MiB: 13.7 GB, 342 s). Part of `id` when set.
+   */
+  maxOptimizeBytes?: number;
 }
 
 export interface InstrumentOptions {
@@ -471,6 +481,8 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   if (cold.size) passArgs['asyncify-removelist'] = [...cold].join(',');
   let bytes: Uint8Array;
   let unwind: (UnwindStats & { by: 'gridvm' }) | undefined;
+  /** the size of a module left unoptimised (over the native tool's maxOptimizeBytes) */
+  let unoptimized: number | undefined;
   const suspending = (mod: binaryen.Module): Set<string> => {
     const names = new Set<string>();
     for (let i = 0; i < mod.getNumFunctions(); i++) {
@@ -505,7 +517,8 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
       }
     }
     if (done) {
-      bytes = level > 0 ? runner.passes(done, [`-O${level}`]) : done;
+      if (level > 0 && done.length > (runner.maxOptimizeBytes ?? Infinity)) unoptimized = done.length;
+      bytes = level > 0 && !unoptimized ? runner.passes(done, [`-O${level}`]) : done;
     } else {
       progress(`asyncify (${runner.id})`, 0);
       bytes = runner.run(pre, passArgs, level);
@@ -560,6 +573,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,
         unwind: unwind ?? { by: 'asyncify' },
+        ...(unoptimized !== undefined ? { unoptimizedBytes: unoptimized } : {}),
         ...(dirtyStores !== undefined ? { dirtyStores, dirtySharedMarks: dirtyShared! } : {}),
       },
     },

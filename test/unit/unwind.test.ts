@@ -197,6 +197,14 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     expect(stages.slice(-4)).toEqual([`flatten (${native.asyncify.id})`, 'unwind', `optimize (${native.asyncify.id})`, 'done']);
     const own = await exactEverywhere(original, expected, native);
     expect(own.deepest).toBeGreaterThan(0);
+    // a module over the tool's size limit is left unoptimised, and is just as exact
+    const ran: string[][] = [];
+    const small = { ...native.asyncify, id: `${native.asyncify.id}-max0`, maxOptimizeBytes: 1, passes: (b: Uint8Array, flags: string[]) => (ran.push(flags), native.asyncify.passes(b, flags)) };
+    const plain = instrument(original, { asyncify: small });
+    expect(plain.info.stats.unoptimizedBytes).toBe(plain.bytes.length);
+    expect(ran.map((f) => f[0])).toEqual(['--flatten']);
+    expect(out.info.stats.unoptimizedBytes).toBeUndefined();
+    await exactEverywhere(original, expected, { asyncify: small });
   });
 
   it('leaves a module with exception handling to Asyncify, which keeps it exact', async () => {
