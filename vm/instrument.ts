@@ -117,7 +117,7 @@ export interface AsyncifyRunner {
   passes(bytes: Uint8Array, flags: string[]): Uint8Array;
   /**
    * Modules bigger than this after gridvm's unwind are not optimised: the tool's memory grows with the module
-   * (wasm-opt -O1 on CRuby's 166 MiB: 13.7 GB, 342 s). Part of `id` when set.
+   * (wasm-opt -O1 on CRuby's 166 MiB: 13.7 GB, 342 s). A runner names a non-default limit in `id`.
    */
   maxOptimizeBytes?: number;
 }

@@ -97,7 +97,6 @@ const switchValue = C._BinaryenSwitchGetValue!;
 const returnValue = C._BinaryenReturnGetValue!;
 const setIndex = C._BinaryenLocalSetGetIndex!;
 const setValue = C._BinaryenLocalSetGetValue!;
-const isTee = C._BinaryenLocalSetIsTee!;
 const getIndex = C._BinaryenLocalGetGetIndex!;
 
 /** bytes a saved local of this type takes in a frame */
@@ -515,7 +514,6 @@ const RETURN = binaryen.ReturnId;
 const UNREACHABLE = binaryen.UnreachableId;
 const LOCAL_GET = binaryen.LocalGetId;
 
-type Info = Record<string, unknown>;
 
 /**
  * The indices of the set bits, in increasing order. (Testing bit i as `x >> i & 1` makes a new BigInt of x's size
