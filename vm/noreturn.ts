@@ -1,5 +1,5 @@
 import binaryen from 'binaryen';
-import { childSlots } from './walk.js';
+import { callTarget, children } from './walk.js';
 
 /**
  * Functions that never return: every path ends in `unreachable` or in a call to a function that never returns
@@ -24,6 +24,13 @@ const SWITCH = b.SwitchId!;
 const RETURN = b.ReturnId!;
 
 type Info = Record<string, unknown>;
+const X = binaryen as unknown as {
+  Break: { getName(e: number): string; getCondition(e: number): number };
+  Block: { getName(e: number): string | null; getNumChildren(e: number): number; getChildAt(e: number, i: number): number };
+  If: { getCondition(e: number): number; getIfTrue(e: number): number; getIfFalse(e: number): number };
+  Loop: { getBody(e: number): number };
+  _BinaryenCallIsReturn(e: number): number;
+};
 
 interface Fn {
   name: string;
@@ -39,18 +46,13 @@ function scan(body: number): { targeted: Set<string>; returns: boolean } {
     const e = stack.pop()!;
     const id = binaryen.getExpressionId(e);
     if (id === RETURN) returns = true;
-    else if (id === BREAK) targeted.add((binaryen.getExpressionInfo(e) as unknown as Info).name as string);
+    else if (id === BREAK) targeted.add(X.Break.getName(e));
     else if (id === SWITCH) {
       const i = binaryen.getExpressionInfo(e) as unknown as Info;
       for (const n of i.names as string[]) targeted.add(n);
       targeted.add(i.defaultName as string);
-    } else if (id === CALL && (binaryen.getExpressionInfo(e) as unknown as Info).isReturn) returns = true;
-    const slots = childSlots(e);
-    if (!slots) {
-      returns = true; // unknown kind: give up on this function
-      continue;
-    }
-    for (const s of slots) stack.push(s.child);
+    } else if (id === CALL && X._BinaryenCallIsReturn(e)) returns = true;
+    if (!children(e, stack)) returns = true; // unknown kind: give up on this function
   }
   return { targeted, returns };
 }
@@ -62,24 +64,28 @@ function mayFallThrough(e: number, targeted: Set<string>, never: Set<string>, de
   const ft = (c: number) => mayFallThrough(c, targeted, never, depth + 1);
   if (id === UNREACHABLE) return false;
   if (id === SWITCH) return false;
-  const slots = childSlots(e);
-  if (!slots) return true; // a kind the walker does not know
-  if (id !== BREAK && id !== BLOCK && id !== IF && id !== LOOP && id !== CALL) return slots.every((s) => ft(s.child));
-  const info = binaryen.getExpressionInfo(e) as unknown as Info;
-  if (id === BREAK) return !!info.condition && ft(info.condition as number);
+  const kids: number[] = [];
+  if (!children(e, kids)) return true; // a kind the walker does not know
+  if (id !== BREAK && id !== BLOCK && id !== IF && id !== LOOP && id !== CALL) return kids.every(ft);
+  if (id === BREAK) {
+    const c = X.Break.getCondition(e);
+    return !!c && ft(c);
+  }
   if (id === BLOCK) {
-    if (info.name && targeted.has(info.name as string)) return true;
-    return (info.children as number[]).every(ft);
+    const name = X.Block.getName(e);
+    if (name && targeted.has(name)) return true;
+    return kids.every(ft);
   }
   if (id === IF) {
-    if (!ft(info.condition as number)) return false;
-    if (!info.ifFalse) return true;
-    return ft(info.ifTrue as number) || ft(info.ifFalse as number);
+    if (!ft(X.If.getCondition(e))) return false;
+    const f = X.If.getIfFalse(e);
+    if (!f) return true;
+    return ft(X.If.getIfTrue(e)) || ft(f);
   }
-  if (id === LOOP) return ft(info.body as number);
+  if (id === LOOP) return ft(X.Loop.getBody(e));
   // a call
-  if (!slots.every((s) => ft(s.child))) return false;
-  return !never.has(info.target as string);
+  if (!kids.every(ft)) return false;
+  return !never.has(callTarget(e));
 }
 
 /**
