@@ -202,6 +202,31 @@ const AT: Record<string, string> = { children: 'setChildAt', operands: 'setOpera
  */
 export function childSlots(expr: number): ChildSlot[] | undefined {
   const id = binaryen.getExpressionId(expr);
+  const getters = GETTERS[id];
+  if (getters && KIND[id]) {
+    if (!getters.length) return []; // a leaf (binaryen.js has no class for some, e.g. Unreachable)
+    // the raw getters (no getExpressionInfo), the class's setters
+    const cls = (binaryen as unknown as Record<string, Record<string, (...a: number[]) => void>>)[KIND[id]!];
+    if (!cls) return undefined;
+    const out: ChildSlot[] = [];
+    for (const g of getters) {
+      if (g.one) {
+        const c = g.one(expr);
+        if (!c) continue;
+        const setter = cls[`set${g.field}`];
+        if (!setter) return undefined;
+        out.push({ child: c, set: (r) => setter(expr, r) });
+      } else {
+        const setter = cls[`set${g.field}At`];
+        if (!setter) return undefined;
+        for (let i = 0, n = g.num!(expr); i < n; i++) {
+          const c = g.at!(expr, i);
+          if (c) out.push({ child: c, set: (r) => setter(expr, i, r) });
+        }
+      }
+    }
+    return out;
+  }
   const single = SINGLE[id];
   const kind = KIND[id];
   if (single === undefined || kind === undefined) return undefined;
@@ -256,7 +281,7 @@ const RAW: Record<string, Array<[string, 'n'?]>> = {
   RefIsNull: [['Value']], RefFunc: [], RefEq: [['Left'], ['Right']], RefAs: [['Value']], TableGet: [['Index']],
   TableSet: [['Index'], ['Value']], TableSize: [], TableGrow: [['Value'], ['Delta']], Pop: [],
 };
-type Getter = { one?: (e: number) => number; num?: (e: number) => number; at?: (e: number, i: number) => number };
+type Getter = { field: string; one?: (e: number) => number; num?: (e: number) => number; at?: (e: number, i: number) => number };
 /** per expression id: the getters of its children (undefined: a kind this walker does not know) */
 const GETTERS: Array<Getter[] | undefined> = [];
 {
@@ -267,7 +292,7 @@ const GETTERS: Array<Getter[] | undefined> = [];
     const getters: Getter[] = [];
     let ok = true;
     for (const [field, many] of fields) {
-      const g: Getter = many ? { num: raw[`_Binaryen${kind}GetNum${field === 'Child' ? 'Children' : `${field}s`}`], at: raw[`_Binaryen${kind}Get${field}At`] } : { one: raw[`_Binaryen${kind}Get${field}`] };
+      const g: Getter = many ? { field, num: raw[`_Binaryen${kind}GetNum${field === 'Child' ? 'Children' : `${field}s`}`], at: raw[`_Binaryen${kind}Get${field}At`] } : { field, one: raw[`_Binaryen${kind}Get${field}`] };
       if (many ? !g.num || !g.at : !g.one) ok = false;
       getters.push(g);
     }
