@@ -61,7 +61,8 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
       rmSync(dir, { recursive: true, force: true });
     }
   };
-  const maxMiB = Number(process.env.GRIDVM_WASM_OPT_MAX_MIB ?? NATIVE_OPTIMIZE_MAX_MIB);
+  const asked = Number(process.env.GRIDVM_WASM_OPT_MAX_MIB ?? NATIVE_OPTIMIZE_MAX_MIB);
+  const maxMiB = Number.isFinite(asked) && asked >= 0 ? asked : NATIVE_OPTIMIZE_MAX_MIB;
   return {
     id: `wasmopt${w.version}${maxMiB === NATIVE_OPTIMIZE_MAX_MIB ? '' : `-max${maxMiB}m`}`,
     maxOptimizeBytes: maxMiB * 1024 * 1024,

@@ -502,8 +502,16 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
     m.dispose();
     owned.disposed = true;
     let done: Uint8Array | undefined;
+    let prepared: Uint8Array | undefined;
     if (opts.unwind !== 'asyncify') {
-      const flat = binaryen.readBinary(runner.passes(pre, UNWIND_PREPARE.map((p) => `--${p}`)));
+      try {
+        prepared = runner.passes(pre, UNWIND_PREPARE.map((p) => `--${p}`));
+      } catch {
+        // the tool could not flatten this module: its Asyncify below (which fails clearly if it cannot either)
+      }
+    }
+    if (prepared) {
+      const flat = binaryen.readBinary(prepared);
       try {
         flat.setFeatures(ENGINE_FEATURES);
         progress('unwind', 0);
@@ -524,11 +532,12 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
       bytes = runner.run(pre, passArgs, level);
     }
   } else {
-    progress('unwind', 0);
-    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspending(m), cold, (f) => progress('unwind', f));
+    // the levels first: the unwind's preparation runs passes too (the same module whatever ran before)
     binaryen.clearPassArguments();
     binaryen.setOptimizeLevel(level);
     binaryen.setShrinkLevel(0);
+    progress('unwind', 0);
+    unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspending(m), cold, (f) => progress('unwind', f));
     if (!unwind) {
       progress('asyncify', 0);
       for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);

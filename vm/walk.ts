@@ -280,6 +280,7 @@ const RAW: Record<string, Array<[string, 'n'?]>> = {
   MemoryCopy: [['Dest'], ['Source'], ['Size']], MemoryFill: [['Dest'], ['Value'], ['Size']], RefNull: [],
   RefIsNull: [['Value']], RefFunc: [], RefEq: [['Left'], ['Right']], RefAs: [['Value']], TableGet: [['Index']],
   TableSet: [['Index'], ['Value']], TableSize: [], TableGrow: [['Value'], ['Delta']], Pop: [],
+  TupleMake: [['Operand', 'n']], TupleExtract: [['Tuple']], CallRef: [['Target'], ['Operand', 'n']],
 };
 type Getter = { field: string; one?: (e: number) => number; num?: (e: number) => number; at?: (e: number, i: number) => number };
 /** per expression id: the getters of its children (undefined: a kind this walker does not know) */

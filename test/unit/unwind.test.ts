@@ -1,6 +1,6 @@
 // gridvm's own stack capture (vm/unwind.ts) and the budget checks before recursive calls (vm/budget.ts,
 // insertPreCallChecks): loop-free recursion (fib, a tree walk with an early return), mutual recursion through a
-// table, a local live across calls only through a loop's back edge, values of every frame type (i32, i64, f32, f64, v128) live across calls. (A blocking import whose result
+// table, a local live across calls only through a loop's back edge (and an outer loop's), values of every frame type (i32, i64, f32, f64, v128) live across calls. (A blocking import whose result
 // overwrites the local it was given, re-called by a rewind, is in grid-calls.test.ts.) The same job instrumented with gridvm's unwind and with Binaryen's Asyncify must compute
 // what the original computes under checkpoints at every slice and suspensions into fresh Machines, with the same fuel
 // for any slice; a module the unwind does not handle (exception handling) falls back to Asyncify and stays exact.
@@ -63,6 +63,23 @@ const MODULE = `(module
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $l)))
     (i32.add (local.get $k) (local.get $i)))
+  ;; the same through two loops: $k is live across the inner loop's calls only through the outer back edge
+  (func $nest (param $n i32) (result i32)
+    (local $i i32) (local $j i32) (local $k i32)
+    (local.set $k (i32.mul (local.get $n) (i32.const 5)))
+    (block $done
+      (loop $outer
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $j (i32.const 0))
+        (block $inner_done
+          (loop $inner
+            (br_if $inner_done (i32.ge_u (local.get $j) (i32.const 3)))
+            (drop (call $fib (i32.add (i32.const 2) (i32.and (i32.add (local.get $i) (local.get $j)) (i32.const 7)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $inner)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $outer)))
+    (i32.add (local.get $k) (local.get $i)))
   ${PRINT}
   (func (export "_start")
     (local $i i32) (local $s i64)
@@ -72,10 +89,27 @@ const MODULE = `(module
       (local.set $s (i64.add (local.get $s) (i64.extend_i32_u (call_indirect (type $pred) (i32.add (i32.const 301) (local.get $i)) (i32.const 0)))))
       (local.set $s (i64.add (local.get $s) (call $mix (i32.const 12) (local.get $s) (f32.const 1.25) (f64.const 3.5))))
       (local.set $s (i64.mul (local.get $s) (i64.extend_i32_u (call $carry (i32.add (i32.const 5) (i32.and (local.get $i) (i32.const 7)))))))
+      (local.set $s (i64.add (local.get $s) (i64.extend_i32_u (call $nest (i32.add (i32.const 2) (i32.and (local.get $i) (i32.const 3)))))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (i32.const 40))))
     (call $print (local.get $s))
     (call $print (i64.extend_i32_u (call $fib (i32.const 22))))))`;
+
+/** a function with two results (tuples in Binaryen's IR) that does not unwind: the rest of the module still can */
+const WITH_TUPLE = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $pair (param $x i32) (result i32 i32) (local.get $x) (i32.mul (local.get $x) (i32.const 3)))
+  (func $use (param $x i32) (result i32) (local $a i32) (local $b i32)
+    (call $pair (local.get $x)) (local.set $b) (local.set $a)
+    (i32.xor (local.get $a) (local.get $b)))
+  ${PRINT}
+  (func (export "_start") (local $i i32) (local $s i64)
+    (loop $l
+      (local.set $s (i64.add (i64.mul (local.get $s) (i64.const 31)) (i64.extend_i32_u (call $use (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 100000))))
+    (call $print (local.get $s))))`;
 
 /** a recursive function with a legacy try/catch: gridvm's unwind leaves such modules to Asyncify */
 const WITH_TRY = `(module
@@ -205,6 +239,14 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     expect(ran.map((f) => f[0])).toEqual(['--flatten']);
     expect(out.info.stats.unoptimizedBytes).toBeUndefined();
     await exactEverywhere(original, expected, { asyncify: small });
+  });
+
+  it('handles a module with a multi-value function that does not unwind', async () => {
+    const m = wat(WITH_TUPLE, F.MVP | F.MutableGlobals | F.Multivalue);
+    const want = reference(m);
+    expect(want.length).toBe(8);
+    expect(instrument(m).info.stats.unwind).toMatchObject({ by: 'gridvm' });
+    await exactEverywhere(m, want, {});
   });
 
   it('leaves a module with exception handling to Asyncify, which keeps it exact', async () => {
