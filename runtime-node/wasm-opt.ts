@@ -3,10 +3,11 @@
 // (benchmarks/real/RESULTS-real.md: CRuby at -O1 did not finish in binaryen.js within 7 minutes; native wasm-opt
 // instrumented it in 266 s). The rest of instrumentation stays in binaryen.js (vm/instrument.ts).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join, sep } from 'node:path';
 import { InstrumentError, type AsyncifyRunner, type InstrumentOptions } from '../vm/index.js';
+import { functionBodies, joinParts, modulePart, partition } from '../vm/wasmcode.js';
 
 /** The Wasm features gridvm's engines accept (vm/instrument.ts ENGINE_FEATURES), as wasm-opt flags. */
 const FEATURES = [
@@ -26,10 +27,37 @@ export const NATIVE_OPTIMIZE_MAX_MIB = 192;
 
 let found: { path: string; version: string } | null | undefined;
 
+/**
+ * Passes of wasm-opt's -O<level> that work on the whole module (they remove, merge or renumber functions, globals,
+ * imports; or need every body): left out when a module is optimised a part at a time.
+ */
+const MODULE_PASSES = new Set([
+  'duplicate-function-elimination', 'duplicate-import-elimination', 'memory-packing', 'once-reduction', 'simplify-globals',
+  'simplify-globals-optimizing', 'remove-unused-module-elements', 'remove-unused-nonfunction-module-elements', 'directize',
+  'dae', 'dae-optimizing', 'inlining', 'inlining-optimizing', 'global-refining', 'gto', 'gsi', 'cfp', 'type-refining',
+  'signature-pruning', 'signature-refining', 'remove-unused-types', 'reorder-functions', 'merge-similar-functions',
+  'propagate-globals-globally', 'abstract-type-refining', 'monomorphize', 'global-effects', 'generate-global-effects',
+]);
+/** Function passes as -O<level> runs them, read from the tool itself (`--debug` on an empty module), by level. */
+const functionPasses = new Map<number, string[]>();
+
+/**
+ * The first `name` on PATH that is not in a node_modules/.bin: npm scripts put the npm package binaryen's own
+ * `wasm-opt` there, binaryen.js behind a command line (one core, 4 GiB, a Node start per call), not the native tool.
+ */
+function onPath(name: string): string {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir || dir.split(sep).includes('node_modules')) continue;
+    const p = join(dir, name);
+    if (existsSync(p)) return p;
+  }
+  return name;
+}
+
 /** The installed wasm-opt and its version, or undefined. */
 export function findWasmOpt(): { path: string; version: string } | undefined {
   if (found === undefined) {
-    const path = process.env.GRIDVM_WASM_OPT_PATH || 'wasm-opt';
+    const path = process.env.GRIDVM_WASM_OPT_PATH || onPath('wasm-opt');
     const r = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
     const m = r.status === 0 ? /version\s+(\d+)/.exec(r.stdout) : null;
     found = m ? { path, version: m[1]! } : null;
@@ -61,6 +89,23 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
       rmSync(dir, { recursive: true, force: true });
     }
   };
+  /** -O<level>'s function passes, in its order, without the whole-module ones */
+  const passesOf = (level: number): string[] => {
+    let list = functionPasses.get(level);
+    if (!list) {
+      const dir = mkdtempSync(join(tmpdir(), 'gridvm-wasm-opt-'));
+      try {
+        writeFileSync(join(dir, 'empty.wasm'), new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
+        const r = spawnSync(w.path, [join(dir, 'empty.wasm'), `-O${level}`, '--debug', '-o', join(dir, 'out.wasm')], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+        list = [...`${r.stdout}\n${r.stderr}`.matchAll(/^\[PassRunner\] {3}running pass: ([\w-]+)/gm)].map((x) => x[1]!).filter((x) => !MODULE_PASSES.has(x));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      if (!list.length) throw new InstrumentError(`native wasm-opt did not list the passes of -O${level}`);
+      functionPasses.set(level, list);
+    }
+    return list;
+  };
   const asked = Number(process.env.GRIDVM_WASM_OPT_MAX_MIB ?? NATIVE_OPTIMIZE_MAX_MIB);
   const maxMiB = Number.isFinite(asked) && asked >= 0 ? asked : NATIVE_OPTIMIZE_MAX_MIB;
   return {
@@ -83,6 +128,19 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
     },
     passes(bytes, flags) {
       return wasmOpt(bytes, flags.join(' '), () => flags);
+    },
+    optimizeInParts(bytes, level, partBytes, onPart) {
+      // a part is the whole module with only its own bodies: its peak is that of a module of about the part's size
+      const bodies = functionBodies(bytes);
+      const ranges = partition(bodies, partBytes);
+      const flags = ['--optimize-level', String(level), ...passesOf(level).map((p) => `--${p}`)];
+      const outs = ranges.map(([from, to], k) => {
+        onPart(k / ranges.length);
+        return wasmOpt(modulePart(bytes, bodies, from, to), `-O${level} function passes, part ${k + 1} of ${ranges.length}`, () => flags);
+      });
+      const joined = joinParts(bytes, ranges, outs);
+      if (!WebAssembly.validate(joined as Uint8Array<ArrayBuffer>)) throw new InstrumentError('the module optimised in parts does not validate');
+      return { bytes: joined, parts: ranges.length };
     },
   };
 }

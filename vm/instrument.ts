@@ -12,7 +12,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 13;
+export const INSTRUMENT_VERSION = 14;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -91,9 +91,17 @@ export interface InstrumentInfo {
     unwind?: { by: 'gridvm'; functions: number; sites: number } | { by: 'asyncify' };
     /**
      * The final optimisation was left out: the module after the unwind was bigger than the native tool's
-     * `maxOptimizeBytes` (its bytes). It runs correctly, somewhat slower.
+     * `maxOptimizeBytes` (its bytes) and the tool cannot optimise it in parts (or failed to). It runs correctly,
+     * somewhat slower.
      */
     unoptimizedBytes?: number;
+    /** why it was not optimised in parts either */
+    unoptimizedWhy?: string;
+    /**
+     * The module after the unwind was bigger than the native tool's `maxOptimizeBytes`: it was optimised in this
+     * many parts (the function passes of -O<level> on each part's bodies; the whole-module passes left out).
+     */
+    optimizedInParts?: number;
     /** stores (and bulk memory operations) that mark the dirty-page map, with dirty-page tracking */
     dirtyStores?: number;
     /** stores whose page an earlier store through the same pointer marked (no mark of their own) */
@@ -120,6 +128,12 @@ export interface AsyncifyRunner {
    * (wasm-opt -O1 on CRuby's 166 MiB: 13.7 GB, 342 s). A runner names a non-default limit in `id`.
    */
   maxOptimizeBytes?: number;
+  /**
+   * -O<level>'s function passes on a module bigger than `maxOptimizeBytes`, parts of at most `partBytes` of its
+   * bodies at a time (vm/wasmcode.ts), so that the tool's memory follows the part's size instead of the module's.
+   * `onPart` gets the fraction done. Throws if the parts cannot be put back together.
+   */
+  optimizeInParts?(bytes: Uint8Array, optimizeLevel: number, partBytes: number, onPart: (fraction: number) => void): { bytes: Uint8Array; parts: number };
 }
 
 export interface InstrumentOptions {
@@ -483,6 +497,8 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   let unwind: (UnwindStats & { by: 'gridvm' }) | undefined;
   /** the size of a module left unoptimised (over the native tool's maxOptimizeBytes) */
   let unoptimized: number | undefined;
+  let inParts: number | undefined;
+  let unoptimizedWhy: string | undefined;
   const suspending = (mod: binaryen.Module): Set<string> => {
     const names = new Set<string>();
     for (let i = 0; i < mod.getNumFunctions(); i++) {
@@ -525,11 +541,37 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
       }
     }
     if (done) {
-      if (level > 0 && done.length > (runner.maxOptimizeBytes ?? Infinity)) unoptimized = done.length;
-      bytes = level > 0 && !unoptimized ? runner.passes(done, [`-O${level}`]) : done;
+      bytes = done;
+      if (level > 0 && done.length <= (runner.maxOptimizeBytes ?? Infinity)) bytes = runner.passes(done, [`-O${level}`]);
+      else if (level > 0) {
+        try {
+          if (!runner.optimizeInParts) throw new Error(`${runner.id} cannot optimise a module in parts`);
+          // a part's peak is about that of a whole module of its size: a third of the limit leaves room
+          const partBytes = Math.max(1, Math.floor((runner.maxOptimizeBytes ?? done.length) / 3));
+          const r = runner.optimizeInParts(done, level, partBytes, (f) => progress(`optimize (${runner.id})`, f));
+          bytes = r.bytes;
+          inParts = r.parts;
+        } catch (e) {
+          // runs correctly unoptimised: the stats say so, and why
+          unoptimized = done.length;
+          unoptimizedWhy = e instanceof Error ? e.message : String(e);
+        }
+      }
     } else {
       progress(`asyncify (${runner.id})`, 0);
-      bytes = runner.run(pre, passArgs, level);
+      try {
+        bytes = runner.run(pre, passArgs, level);
+      } catch (e) {
+        // an older tool may not handle what binaryen.js does (wasm-opt 108's Asyncify aborts on exception
+        // handling): binaryen.js's own Asyncify, which a module too big for it fails in turn
+        if (!(e instanceof InstrumentError)) throw e;
+        progress('asyncify', 0);
+        try {
+          bytes = asyncifyHere(pre, passArgs, level);
+        } catch (e2) {
+          throw new InstrumentError(`${e.message}; binaryen.js's Asyncify failed too: ${e2 instanceof Error ? e2.message : String(e2)}`, { cause: e2 });
+        }
+      }
     }
   } else {
     // the levels first: the unwind's preparation runs passes too (the same module whatever ran before)
@@ -582,11 +624,31 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,
         unwind: unwind ?? { by: 'asyncify' },
-        ...(unoptimized !== undefined ? { unoptimizedBytes: unoptimized } : {}),
+        ...(unoptimized !== undefined ? { unoptimizedBytes: unoptimized, unoptimizedWhy } : {}),
+        ...(inParts !== undefined ? { optimizedInParts: inParts } : {}),
         ...(dirtyStores !== undefined ? { dirtyStores, dirtySharedMarks: dirtyShared! } : {}),
       },
     },
   };
+}
+
+/** Binaryen's Asyncify and -O<level> in binaryen.js, on a module (as emitted right before the stack capture). */
+function asyncifyHere(bytes: Uint8Array, passArgs: Record<string, string>, level: number): Uint8Array {
+  const m = binaryen.readBinary(bytes);
+  try {
+    m.setFeatures(ENGINE_FEATURES);
+    binaryen.setOptimizeLevel(level);
+    binaryen.setShrinkLevel(0);
+    binaryen.clearPassArguments();
+    for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
+    m.runPasses(['asyncify']);
+    binaryen.clearPassArguments();
+    if (level > 0) m.optimize();
+    return m.emitBinary();
+  } finally {
+    binaryen.clearPassArguments();
+    m.dispose();
+  }
 }
 
 /** gridvm's own unwind (vm/unwind.ts), or undefined when the module needs Binaryen's Asyncify. */

@@ -24,7 +24,7 @@ function readS(b: Uint8Array, p: number): [number, number] {
   }
 }
 
-interface Section {
+export interface Section {
   id: number;
   /** offset of the section id byte */
   start: number;
@@ -34,7 +34,7 @@ interface Section {
   end: number;
 }
 
-function sections(bytes: Uint8Array): Section[] {
+export function sections(bytes: Uint8Array): Section[] {
   const out: Section[] = [];
   let p = 8;
   while (p < bytes.length) {

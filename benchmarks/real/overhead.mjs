@@ -5,26 +5,58 @@
 // round and the ratios of the best and of the medians; the output of every instrumented run must equal the plain
 // run's (exit code 1 otherwise).
 //
-//   node tools/build.mjs && node benchmarks/real/fetch.mjs && node benchmarks/real/overhead.mjs [--rounds 8]
+//   node tools/build.mjs && node benchmarks/real/fetch.mjs && node benchmarks/real/overhead.mjs [--program ruby|yosys] [--rounds 8]
 //
-// The first run instruments CRuby (51 MiB; minutes, with progress on stderr) into the module cache
-// (~/.cache/gridvm, GRIDVM_CACHE_DIR); later runs start at once. The workload is RESULTS-real.md's.
-import { readFileSync } from 'node:fs';
+// The first run instruments the program (CRuby 51 MiB, yosys 29 MiB; minutes, with progress on stderr) into the
+// module cache (~/.cache/gridvm, GRIDVM_CACHE_DIR); later runs start at once. The workloads are RESULTS-real.md's.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const RUBY = join(here, '..', 'build', 'real', 'ruby.wasm');
-const SCRIPT = 'x = 0; 2_000_000.times { |i| x += (i * i) % 7 }; h = {}; 50_000.times { |i| h["k#{i}"] = i.to_s * 3 }; ' +
-  'puts x; puts h.size; puts h.values.map(&:size).sum; puts RUBY_VERSION';
-const ARGS = ['-EUTF-8', '-e_=0', SCRIPT];
+const REAL = join(here, '..', 'build', 'real');
+const VERILOG = `module top #(parameter W = 16) (input clk, input [W-1:0] a, b, input [2:0] op, output reg [2*W-1:0] y);
+  reg [2*W-1:0] acc;
+  always @(posedge clk) begin
+    case (op)
+      3'd0: acc <= a + b;
+      3'd1: acc <= a - b;
+      3'd2: acc <= a * b;
+      3'd3: acc <= {a, b} ^ acc;
+      3'd4: acc <= acc + a * b;
+      3'd5: acc <= (a < b) ? {W{1'b1}} : acc >> 1;
+      default: acc <= acc;
+    endcase
+    y <= acc;
+  end
+endmodule
+`;
+const PROGRAMS = {
+  ruby: {
+    wasm: join(REAL, 'ruby.wasm'),
+    args: ['-EUTF-8', '-e_=0', 'x = 0; 2_000_000.times { |i| x += (i * i) % 7 }; h = {}; 50_000.times { |i| h["k#{i}"] = i.to_s * 3 }; ' +
+      'puts x; puts h.size; puts h.values.map(&:size).sum; puts RUBY_VERSION'],
+    dirs: [],
+    memDirs: [],
+  },
+  yosys: {
+    wasm: join(REAL, 'yosys.wasm'),
+    args: ['-Q', '-T', '-p', 'read_verilog /work/alu.v; synth -top top; stat'],
+    dirs: [{ host: join(REAL, 'work-yosys'), guest: '/work' }, { host: join(REAL, 'yosys-share'), guest: '/share', readonly: true }],
+    memDirs: ['/tmp'],
+  },
+};
 
 if (isMainThread) {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '8' } } });
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '8' }, program: { type: 'string', default: 'ruby' } } });
   const rounds = Number(values.rounds);
-  const w = new Worker(fileURLToPath(import.meta.url), { workerData: { rounds }, resourceLimits: { stackSizeMb: 256 } });
+  const program = values.program;
+  if (!(program in PROGRAMS)) throw new Error(`--program: one of ${Object.keys(PROGRAMS).join(', ')} (not ${program})`);
+  mkdirSync(join(REAL, 'work-yosys'), { recursive: true });
+  writeFileSync(join(REAL, 'work-yosys', 'alu.v'), VERILOG);
+  const w = new Worker(fileURLToPath(import.meta.url), { workerData: { rounds, program }, resourceLimits: { stackSizeMb: 256 } });
   const rows = [];
   w.on('message', (m) => {
     if (m.progress) return void process.stderr.write(`\r${m.progress.padEnd(60)}`);
@@ -40,18 +72,20 @@ if (isMainThread) {
     const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
     const plain = rows.map((r) => r.plain);
     const inst = rows.map((r) => r.inst);
-    console.log(`ruby: best ${(Math.min(...inst) / Math.min(...plain)).toFixed(3)}x, median ${(med(inst) / med(plain)).toFixed(3)}x over ${rows.length} rounds; ` +
+    console.log(`${program}: best ${(Math.min(...inst) / Math.min(...plain)).toFixed(3)}x, median ${(med(inst) / med(plain)).toFixed(3)}x over ${rows.length} rounds; ` +
       `all outputs identical: ${rows.every((r) => r.same)}`);
     if (!rows.every((r) => r.same)) process.exitCode = 1;
   });
 } else {
   const { run, Process, ProcExit } = await import('../../dist/runtime-node/index.js');
   const { nodePlatform } = await import('../../dist/runtime-node/platform.js');
-  const original = new Uint8Array(readFileSync(RUBY));
+  const P = PROGRAMS[workerData.program];
+  const mounts = [...P.dirs.map((d) => ({ guest: d.guest, kind: 'host', host: d.host, readonly: !!d.readonly })), ...P.memDirs.map((g) => ({ guest: g, kind: 'memory' }))];
+  const original = new Uint8Array(readFileSync(P.wasm));
   const mod = new WebAssembly.Module(original);
   const plain = () => {
     const out = [];
-    const proc = new Process({ args: ['ruby', ...ARGS], env: [], mounts: [], platform: nodePlatform(), stdout: (b) => void out.push(Buffer.from(b)), stderr: () => {} });
+    const proc = new Process({ args: [workerData.program, ...P.args], env: [], mounts, platform: nodePlatform(), stdout: (b) => void out.push(Buffer.from(b)), stderr: () => {} });
     const inst = new WebAssembly.Instance(mod, proc.imports(new Proxy({}, { get: () => () => {} })));
     proc.setMemory(inst.exports.memory);
     const t = performance.now();
@@ -63,15 +97,15 @@ if (isMainThread) {
     return { ms: performance.now() - t, out: Buffer.concat(out) };
   };
   const opts = {
-    name: 'ruby', args: ARGS, stdout: 'buffer', stderr: 'buffer',
+    name: workerData.program, args: P.args, dirs: P.dirs, memDirs: P.memDirs, stdout: 'buffer', stderr: 'buffer',
     instrument: { onProgress: (stage, f) => parentPort.postMessage({ progress: `instrumenting: ${stage} ${Math.round(f * 100)}%` }) },
   };
   // one untimed round first: instrumentation (or the cache), compilation and V8's tier-up of both modules
   plain();
-  await run(RUBY, opts);
+  await run(P.wasm, opts);
   for (let i = 0; i < workerData.rounds; i++) {
     const p = plain();
-    const r = await run(RUBY, opts);
+    const r = await run(P.wasm, opts);
     if (r.trap) throw new Error(`trap: ${r.trap.message}`);
     parentPort.postMessage({ plain: p.ms, inst: r.elapsedMs, same: Buffer.from(r.stdout).equals(p.out) });
   }

@@ -10,6 +10,7 @@ import { instrument, prepareJob, type CompiledJob, type InstrumentOptions, type 
 import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
 import { reference, wat } from '../harness/wat.js';
 import { findWasmOpt, nativeAsyncify } from '../../runtime-node/wasm-opt.js';
+import { functionBodies } from '../../vm/wasmcode.js';
 
 const PRINT = `
   (func $print (param $v i64)
@@ -231,14 +232,26 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     expect(stages.slice(-4)).toEqual([`flatten (${native.asyncify.id})`, 'unwind', `optimize (${native.asyncify.id})`, 'done']);
     const own = await exactEverywhere(original, expected, native);
     expect(own.deepest).toBeGreaterThan(0);
-    // a module over the tool's size limit is left unoptimised, and is just as exact
+    expect(out.info.stats.unoptimizedBytes).toBeUndefined();
+    expect(out.info.stats.optimizedInParts).toBeUndefined();
+    // a module over the tool's size limit is optimised a part at a time (here: one function per part), just as exact
     const ran: string[][] = [];
     const small = { ...native.asyncify, id: `${native.asyncify.id}-max0`, maxOptimizeBytes: 1, passes: (b: Uint8Array, flags: string[]) => (ran.push(flags), native.asyncify.passes(b, flags)) };
-    const plain = instrument(original, { asyncify: small });
-    expect(plain.info.stats.unoptimizedBytes).toBe(plain.bytes.length);
+    const parted = instrument(original, { asyncify: small });
+    expect(parted.info.stats.unoptimizedBytes).toBeUndefined();
+    expect(parted.info.stats.optimizedInParts).toBe(functionBodies(parted.bytes).length);
+    expect(parted.info.stats.optimizedInParts).toBeGreaterThan(10);
     expect(ran.map((f) => f[0])).toEqual(['--flatten']);
-    expect(out.info.stats.unoptimizedBytes).toBeUndefined();
     await exactEverywhere(original, expected, { asyncify: small });
+    // optimised in parts, the module is about as small as optimised whole (the whole-module passes left out)
+    expect(parted.bytes.length).toBeLessThan(out.bytes.length * 1.25);
+    // a tool that cannot optimise in parts leaves it unoptimised, and says why; just as exact
+    const noParts = { ...small, id: `${native.asyncify.id}-max0-noparts`, optimizeInParts: undefined };
+    const plain = instrument(original, { asyncify: noParts });
+    expect(plain.info.stats.unoptimizedBytes).toBe(plain.bytes.length);
+    expect(plain.info.stats.unoptimizedWhy).toMatch(/cannot optimise a module in parts/);
+    expect(plain.bytes.length).toBeGreaterThan(parted.bytes.length);
+    await exactEverywhere(original, expected, { asyncify: noParts });
   });
 
   it('handles a module with a multi-value function that does not unwind', async () => {
