@@ -1014,7 +1014,8 @@ export class Grid {
   killNode(id: string): boolean {
     const n = this.nodeRecs.get(id);
     if (!n || !n.alive) return false;
-    if (n.handle.isolate === 'process') {
+    // (a node process that never started has no pid: process.kill(-1) would signal every process we may signal)
+    if (n.handle.isolate === 'process' && n.handle.pid > 0) {
       process.kill(n.handle.pid, 'SIGKILL');
     } else this.nodeLost(id, 'killed');
     return true;

@@ -22,11 +22,17 @@ process.on('message', (raw: unknown) => {
     process.stderr.write(`gridvm node ${id}: dropped a bad message: ${(e as Error).message}\n`);
   }
 });
-process.on('disconnect', () => {
+const originGone = (): never => {
   // the origin has gone: nobody will read what this node wrote for it, or read what it wrote for this node
   sweepCarrierFiles(process.pid);
   sweepCarrierFiles(process.ppid, id);
   process.exit(0);
-});
+};
+process.on('disconnect', originGone);
+// The origin may have closed the channel while this process was still loading its modules (a grid closed right
+// after it started this node, e.g. the replacement of a node lost just before a job ended): the 'disconnect' event
+// was emitted before there was a listener for it. Without this check the node would start its runner threads and
+// live on forever, orphaned, and the origin's close() would wait for its exit forever.
+if (!process.connected) originGone();
 const host = new NodeHost(id, bus, { slots: Number(slotsArg ?? 1) || 1, ownsMessages: true });
 host.start();

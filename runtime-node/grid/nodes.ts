@@ -30,6 +30,13 @@ function nodeMainPath(): string {
   return p;
 }
 
+/**
+ * How long a node process asked to stop (its IPC channel closed, or SIGTERM) may take to exit before it is killed.
+ * A healthy node exits within milliseconds (node-main.ts); a node process still loading its modules when it is
+ * asked exits as soon as it has loaded them.
+ */
+export const STOP_GRACE_MS = 5000;
+
 export function startNode(id: string, bus: Bus, isolate: Isolation, slots: number, spares?: SparePool): NodeHandle {
   if (isolate === 'thread') {
     const host = new NodeHost(id, bus, { slots, ...(spares ? { spares } : {}) });
@@ -47,8 +54,15 @@ export function startNode(id: string, bus: Bus, isolate: Isolation, slots: numbe
     pid: child.pid ?? -1,
     stop: (hard) =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
+        // (no pid: it never started, and there is nothing to stop)
+        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return resolve();
+        // a node asked to go that has not gone after STOP_GRACE_MS (stuck, stopped, or one that missed the
+        // disconnect) is killed: a stop always ends with the node process gone
+        const grace = hard ? undefined : setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        child.once('exit', () => {
+          if (grace) clearTimeout(grace);
+          resolve();
+        });
         if (hard) child.kill('SIGKILL');
         else if (child.connected) child.disconnect();
         else child.kill('SIGTERM');

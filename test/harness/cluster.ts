@@ -10,6 +10,19 @@ export interface GridRun {
   grid: Grid;
 }
 
+export interface RunOnGridOptions {
+  /**
+   * Give up on a job that has not ended after this long (default DEFAULT_RUN_TIMEOUT_MS): runOnGrid then rejects
+   * with where every process and node stood, and closes the grid (its node processes end), so a job that never
+   * ends fails its test instead of hanging it past its timeout (a pending runOnGrid never closed its grid, and the
+   * node processes it left kept vitest from exiting). Keep it below the test's own timeout.
+   */
+  timeoutMs?: number;
+}
+
+/** below vitest's default test timeout (120 s, vitest.config.ts), which includes the test's reference runs */
+export const DEFAULT_RUN_TIMEOUT_MS = 100_000;
+
 const dec = new TextDecoder();
 
 /**
@@ -20,18 +33,28 @@ export async function runOnGrid(
   opts: GridOptions,
   job: Omit<JobSpec, 'stdout' | 'stderr'>,
   during?: (grid: Grid, jobId: string, stdoutSoFar: () => string) => Promise<void> | void,
+  run: RunOnGridOptions = {},
 ): Promise<GridRun> {
   const grid = await Grid.start({ heartbeatTimeoutMs: 10_000, ...opts });
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const { id, done } = await grid.submit({ ...job, stdout: (b) => out.push(b.slice()), stderr: (b) => err.push(b.slice()) });
     const soFar = () => dec.decode(concatChunks(out));
     const side = during ? Promise.resolve(during(grid, id, soFar)) : Promise.resolve();
-    const result = await done;
-    await side;
+    const ms = run.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const ps = grid.ps().filter((p) => p.job === id);
+        reject(new Error(`job ${id} did not end within ${ms} ms\nprocesses: ${JSON.stringify(ps)}\nnodes: ${JSON.stringify(grid.nodes())}`));
+      }, ms);
+    });
+    const result = await Promise.race([done, timeout]);
+    await Promise.race([side, timeout]);
     return { result, stdout: out.map((b) => dec.decode(b, { stream: true })).join(''), stderr: err.map((b) => dec.decode(b, { stream: true })).join(''), grid };
   } finally {
+    clearTimeout(timer);
     await grid.close();
   }
 }

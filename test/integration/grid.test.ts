@@ -100,7 +100,7 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
       const g = await runOnGrid({ nodes: 2, ...(k.isolate ? { isolate: k.isolate } : {}) }, {
         wasm: guestPath(k.guest), args: k.args, migrateEveryMs: k.everyMs ?? 200, ...(k.precopy ? { precopy: true } : {}),
         ...(gridDir ? { dirs: [{ host: gridDir, guest: '/data' }] } : {}),
-      });
+      }, undefined, { timeoutMs: 160_000 });
       const p = g.result.processes[0]!;
       expect(p.migrations).toBeGreaterThanOrEqual(10);
       expect(g.stdout).toBe(dec.decode(ref.stdout));
