@@ -145,10 +145,20 @@ describe.runIf(hasClang())('--isolate process: SIGKILL of a node at random momen
           if (p) early = grid.injectFault(p.gpid, 'runner-crash');
           else await sleep(2);
         }
+        // (each after the process has reported a checkpoint since the previous crash: under load a crash could
+        // otherwise come before the new runner took one, and every crash would go back to the origin)
+        let seen = -1;
         for (let k = 0; k < 5; k++) {
           await sleep(150 + rand() * 250);
-          const p = grid.ps().find((x) => x.job === id && x.state === 'running');
-          if (p && grid.injectFault(p.gpid, 'runner-crash')) crashes++;
+          let p = grid.ps().find((x) => x.job === id && x.state === 'running');
+          for (let w = 0; w < 200 && p && p.checkpoints <= seen; w++) {
+            await sleep(10);
+            p = grid.ps().find((x) => x.job === id && x.state === 'running');
+          }
+          if (p && p.checkpoints > seen && grid.injectFault(p.gpid, 'runner-crash')) {
+            crashes++;
+            seen = p.checkpoints;
+          }
         }
       },
     );
