@@ -67,9 +67,13 @@ export function findWasmOpt(): { path: string; version: string } | undefined {
 
 /**
  * Native wasm-opt: -O<level> of a module gridvm's unwind has made, or Asyncify and -O<level> for the modules that
- * unwind does not handle; undefined when it is not installed.
+ * unwind does not handle; undefined when it is not installed. With `parts` (GRIDVM_WASM_OPT_PARTS=1), a module over
+ * the size limit is optimised a part at a time (memory bounded by the part) instead of left unoptimised: off by
+ * default, because on yosys (284 MiB after the unwind, 5 parts) it took 11 more minutes and the workload ran no
+ * faster (benchmarks/real/RESULTS-real.md); it serves a machine whose memory needs a lower limit
+ * (GRIDVM_WASM_OPT_MAX_MIB) for modules the optimiser does speed up (CRuby: 1.27x unoptimised, 1.17x at -O1).
  */
-export function nativeAsyncify(): AsyncifyRunner | undefined {
+export function nativeAsyncify(opts: { parts?: boolean } = { parts: process.env.GRIDVM_WASM_OPT_PARTS === '1' }): AsyncifyRunner | undefined {
   const w = findWasmOpt();
   if (!w) return undefined;
   const wasmOpt = (bytes: Uint8Array, step: string, passes: (dir: string) => string[]): Uint8Array => {
@@ -109,7 +113,7 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
   const asked = Number(process.env.GRIDVM_WASM_OPT_MAX_MIB ?? NATIVE_OPTIMIZE_MAX_MIB);
   const maxMiB = Number.isFinite(asked) && asked >= 0 ? asked : NATIVE_OPTIMIZE_MAX_MIB;
   return {
-    id: `wasmopt${w.version}${maxMiB === NATIVE_OPTIMIZE_MAX_MIB ? '' : `-max${maxMiB}m`}`,
+    id: `wasmopt${w.version}${maxMiB === NATIVE_OPTIMIZE_MAX_MIB ? '' : `-max${maxMiB}m`}${opts.parts ? '-parts' : ''}`,
     maxOptimizeBytes: maxMiB * 1024 * 1024,
     run(bytes, passArgs, optimizeLevel) {
       return wasmOpt(bytes, 'Asyncify', (dir) => {
@@ -129,7 +133,7 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
     passes(bytes, flags) {
       return wasmOpt(bytes, flags.join(' '), () => flags);
     },
-    optimizeInParts(bytes, level, partBytes, onPart) {
+    optimizeInParts: opts.parts ? (bytes, level, partBytes, onPart) => {
       // a part is the whole module with only its own bodies: its peak is that of a module of about the part's size
       const bodies = functionBodies(bytes);
       const ranges = partition(bodies, partBytes);
@@ -141,7 +145,7 @@ export function nativeAsyncify(): AsyncifyRunner | undefined {
       const joined = joinParts(bytes, ranges, outs);
       if (!WebAssembly.validate(joined as Uint8Array<ArrayBuffer>)) throw new InstrumentError('the module optimised in parts does not validate');
       return { bytes: joined, parts: ranges.length };
-    },
+    } : undefined,
   };
 }
 

@@ -236,7 +236,9 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     expect(out.info.stats.optimizedInParts).toBeUndefined();
     // a module over the tool's size limit is optimised a part at a time (here: one function per part), just as exact
     const ran: string[][] = [];
-    const small = { ...native.asyncify, id: `${native.asyncify.id}-max0`, maxOptimizeBytes: 1, passes: (b: Uint8Array, flags: string[]) => (ran.push(flags), native.asyncify.passes(b, flags)) };
+    const parts = nativeAsyncify({ parts: true })!;
+    expect(parts.id).toBe(`${native.asyncify.id}-parts`);
+    const small = { ...parts, id: `${parts.id}-max0`, maxOptimizeBytes: 1, passes: (b: Uint8Array, flags: string[]) => (ran.push(flags), parts.passes(b, flags)) };
     const parted = instrument(original, { asyncify: small });
     expect(parted.info.stats.unoptimizedBytes).toBeUndefined();
     expect(parted.info.stats.optimizedInParts).toBe(functionBodies(parted.bytes).length);
@@ -246,7 +248,7 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     // optimised in parts, the module is about as small as optimised whole (the whole-module passes left out)
     expect(parted.bytes.length).toBeLessThan(out.bytes.length * 1.25);
     // a tool that cannot optimise in parts leaves it unoptimised, and says why; just as exact
-    const noParts = { ...small, id: `${native.asyncify.id}-max0-noparts`, optimizeInParts: undefined };
+    const noParts = { ...nativeAsyncify({ parts: false })!, id: `${native.asyncify.id}-max0`, maxOptimizeBytes: 1 };
     const plain = instrument(original, { asyncify: noParts });
     expect(plain.info.stats.unoptimizedBytes).toBe(plain.bytes.length);
     expect(plain.info.stats.unoptimizedWhy).toMatch(/cannot optimise a module in parts/);
