@@ -118,7 +118,8 @@ describe.runIf(hasClang())('gridvm ps / migrate / kill / status', () => {
   }, 120_000);
 
   it('--lookahead 0: queued parts wait at the origin, on no node; a bad value is refused', async () => {
-    const job = start(['run', guestPath('rank'), '--nodes', '1', '--parts', '3', '--lookahead', '0', '--', '12000000']);
+    // (parts of ~4 s: under load a `gridvm ps` takes a second or more, and 1.5 s parts once ended before it saw one queued)
+    const job = start(['run', guestPath('rank'), '--nodes', '1', '--parts', '3', '--lookahead', '0', '--', '32000000']);
     try {
       const seen = await until(() => {
         const q = ps(true).processes;
