@@ -1,11 +1,12 @@
 import binaryen from 'binaryen';
-import { childSlots, type ChildSlot } from './walk.js';
+import { callTarget, childSlots, type ChildSlot } from './walk.js';
 import { BUDGET_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /**
  * Budget checks with the budget held in a local (a register, once V8 compiles it), the way wasmtime keeps fuel in a
  * variable between calls: the function loads the budget global on entry, its loop checks count down the local, and
- * the local is written back before every call and return and re-read after every call. A check in a hot loop is
+ * the local is written back before every call and return and re-read after every call (but calls to functions that
+ * never touch the budget: no checks, no imports, no indirect calls, down their whole call tree). A check in a hot loop is
  * then `sub; compare; branch` on registers instead of a global read-modify-write plus a second global read (the tick
  * floor).
  *
@@ -140,7 +141,7 @@ export function lowerTailCalls(m: binaryen.Module, fref: binaryen.FunctionRef): 
  * Insert a function's budget checks with its budget cached in a local (see the file comment). `loops` are the loop
  * checks; `entry`, if set, is the entry check (recursive functions): the import it calls, and whether it ticks. Call canCacheBudget first.
  */
-export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined): void {
+export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined, budgetFree: ReadonlySet<string> = new Set()): void {
   const b = X._BinaryenFunctionAddVar(fref, i32);
   const needFloor = loops.some((l) => l.tick) || !!entry?.tick;
   const f = needFloor ? X._BinaryenFunctionAddVar(fref, i32) : -1;
@@ -226,6 +227,8 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
     }
     if (id !== CALL && id !== CALL_INDIRECT) continue;
     const isReturn = id === CALL ? X.Call.isReturn(expr) : X.CallIndirect.isReturn(expr);
+    // a callee that never reads or writes the budget (nor calls what does): the global stays what the local says
+    if (id === CALL && !isReturn && budgetFree.has(callTarget(expr))) continue;
     const t = binaryen.getExpressionType(expr);
     const last = lastEvaluated(expr);
     if (last && binaryen.getExpressionType(last.child) === binaryen.unreachable) continue; // never called

@@ -12,7 +12,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 13;
+export const INSTRUMENT_VERSION = 14;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -78,6 +78,8 @@ export interface InstrumentInfo {
     leafFunctions: number;
     /** functions whose checks count down a local copy of the budget (vm/budget.ts) */
     cachedFunctions?: number;
+    /** functions that never touch the budget (down their call tree), called without a write-back and reload */
+    budgetFreeFunctions?: number;
     /** functions that never return, run with unwinding off and left out of Asyncify (see `gridvm.nounwind`) */
     coldFunctions?: number;
     grows: number;
@@ -338,6 +340,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   const depthByFunc = new Map<string, number[]>();
   const loopCalls = new Map<string, boolean>();
   const growsAll: number[] = [];
+  const growers = new Set<string>();
   let loops = 0;
   let tries = 0;
   let throws = 0;
@@ -360,6 +363,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
     depthByFunc.set(f.name, facts.loopDepth);
     loopCalls.set(f.name, facts.loopCalls);
     growsAll.push(...facts.grows);
+    if (facts.grows.length) growers.add(f.name);
     loops += facts.loops.length;
     tries += facts.tries;
     throws += facts.throws;
@@ -431,6 +435,22 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
     if (LOW_NEEDS_CALL_FREE_LOOPS && loopCalls.get(f.name)) continue;
     if (calleesOf(f.name).every((c) => height0.has(c))) low.add(f.name);
   }
+  // Functions that never touch the budget: no loops, no checks (not recursive), no indirect calls, no memory.grow
+  // (its check calls an import), calling only such functions (no imports: the host reads the budget at every import).
+  // A function that holds its budget in a local calls them without writing it back and reading it again.
+  const budgetFree = new Set(funcs.filter((f) => !loopsByFunc.get(f.name)!.length && !recursive.has(f.name) && !indirectCallers.has(f.name) &&
+    !growers.has(f.name) && !cold.has(f.name)).map((f) => f.name));
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const n of budgetFree) {
+      for (const c of edges.get(n)!) {
+        if (budgetFree.has(c)) continue;
+        budgetFree.delete(n);
+        changed = true;
+        break;
+      }
+    }
+  }
   for (const f of funcs) {
     const leaf = low.has(f.name) || cold.has(f.name);
     if (leaf && loopsByFunc.get(f.name)!.length) leafFunctions++;
@@ -441,7 +461,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         const tick = leaf || depths[li]! > 0;
         return { loop, tick, target: tick ? TICK_FN : YIELD_FN };
       });
-      insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined);
+      insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined, budgetFree);
       if (recursive.has(f.name)) entryChecks++;
       cachedFunctions++;
       continue;
@@ -619,6 +639,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         grows: growsAll.length,
         leafFunctions,
         cachedFunctions,
+        budgetFreeFunctions: budgetFree.size,
         coldFunctions: cold.size,
         tries,
         unknownExpressionKinds: unknownTotal(),

@@ -1,5 +1,6 @@
 // Budget checks with the budget held in a local (vm/budget.ts): loops with results, early returns from inside a
-// loop, calls and call_indirect in loops, a loop left only by a branch, recursion with loops and a tail call, all
+// loop, calls and call_indirect in loops (to functions that never touch the budget, called without writing it back,
+// and to one without loops that calls one with), a loop left only by a branch, recursion with loops and a tail call, all
 // through Asyncify. The instrumented module must compute what the original computes, and its fuel must not depend
 // on where it was stopped: not on the slice size, not on checkpoints taken at every slice, not on being suspended
 // and resumed in fresh Machines.
@@ -21,6 +22,9 @@ const MODULE = `(module
   (func $inc (param $x i64) (result i64)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
     (i64.add (local.get $x) (i64.const 3)))
+  ;; no loop of its own, but calls one that has: a caller must write its budget back before calling it
+  (func $hop (param $x i64) (result i64)
+    (i64.extend_i32_u (call $spin (i32.add (i32.wrap_i64 (i64.and (local.get $x) (i64.const 3))) (i32.const 2)))))
   (func $mix (param $x i64) (result i64)
     (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005)) (i64.const 1442695040888963407)))
   ;; a loop with a result, a direct call and a call_indirect in it, and a return from inside it
@@ -28,6 +32,7 @@ const MODULE = `(module
     (local $i i32) (local $s i64)
     (loop $l (result i64)
       (local.set $s (i64.add (local.get $s) (call $inc (i64.extend_i32_u (local.get $i)))))
+      (local.set $s (i64.add (local.get $s) (call $hop (local.get $s))))
       (local.set $s (call_indirect (type $un) (local.get $s) (i32.and (local.get $i) (i32.const 1))))
       (if (i32.eq (local.get $i) (i32.const 77777)) (then (return (i64.xor (local.get $s) (i64.const 0x5555)))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -109,6 +114,8 @@ describe('budget checks on a local copy of the budget', () => {
     const { info } = instrument(original);
     // $sum, $spin, $rec, $tail (and not the loop-free ones)
     expect(info.stats.cachedFunctions).toBe(4);
+    // $inc and $mix: called without a write-back (not $hop: it calls $spin; not $print: it calls an import)
+    expect(info.stats.budgetFreeFunctions).toBe(2);
     expect(info.stats.entryChecks).toBeGreaterThanOrEqual(2); // $rec and $tail recurse
     expect(expected.length).toBe(40);
   });
