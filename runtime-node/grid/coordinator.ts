@@ -10,6 +10,7 @@ import {
   Scheduler,
   type CallResult,
   type CheckpointPolicy,
+  type Decision,
   type GridCallMsg,
   type NodeCommand,
   type NodeEvent,
@@ -57,7 +58,19 @@ export interface GridOptions {
    * slots × (CONTROL_SLOTS - 1) per node; 0 turns it off.
    */
   lookahead?: number;
+  /**
+   * A start a node has not reported ('started') this long after it was sent, and that the node's heartbeats do not
+   * list either (two of them, apart), was lost on the way (a carrier file that could not be written, a message the
+   * node dropped): the process continues from its recovery point. Default DEFAULT_LOST_START_MS.
+   */
+  lostStartMs?: number;
 }
+
+/** GridOptions.lostStartMs: far beyond a start's way to its node (a heartbeat that crossed it lists it a beat later). */
+export const DEFAULT_LOST_START_MS = 5000;
+/** Heartbeats that must miss a start, at least this far apart (origin clock), before it counts as lost. */
+const LOST_START_MISSES = 2;
+const LOST_START_MISS_SPACING_MS = 200;
 
 export interface JobSpec {
   wasm: string | Uint8Array;
@@ -204,6 +217,11 @@ interface ProcRecord {
   pendingRaw?: RawSnapshot;
   /** its start is staged on view.node (shown as queued there) until the node reports it started */
   staged?: boolean;
+  /**
+   * The start last sent to view.node, until the node reports it started: its heartbeats must list it (node-host
+   * lists every start it holds, staged or running), or it was lost on the way
+   */
+  pendingStart?: { node: string; sentAt: number; missed: number; lastMiss: number };
   /** killed while staged: if its node gives it back (unstaged), it ends killed instead of queueing again */
   killRequested?: boolean;
   /** the blocked call being answered, and its snapshot */
@@ -255,6 +273,14 @@ export class Grid {
   private readonly jobs = new Map<string, JobRecord>();
   private readonly modules = new Map<string, { bytes: Uint8Array; info: InstrumentInfo }>();
   private readonly migrationLogs: MigrationRecord[] = [];
+  /**
+   * Migration memory files (gridvm-snap-<writer pid>-…) that node processes of this grid left when they exited,
+   * listed at their exit (their pid was theirs then): close() removes these, and only these. Sweeping by pid at
+   * close() instead would hit files of another grid's node that got the pid of a node that died long ago.
+   */
+  private readonly leftFiles = new Set<string>();
+  /** processes with a start sent and not yet reported started (entries whose pendingStart went are dropped lazily) */
+  private readonly awaitingStart = new Map<number, ProcRecord>();
   private readonly finishedJobs: string[] = [];
   private readonly startedAt = Date.now();
   /** when nodes were lost (epoch ms), for the checkpoint-interval policy */
@@ -297,7 +323,10 @@ export class Grid {
     const slots = this.opts.slotsPerNode ?? 1;
     const handle = startNode(id, this.bus, this.opts.isolate ?? 'thread', slots, this.spares);
     const rec: NodeRecord = { handle, slots, alive: true, lastSeen: Date.now(), modules: new Set() };
-    handle.onExit = (why) => this.nodeLost(id, why);
+    handle.onExit = (why) => {
+      this.noteNodeFiles(handle.pid);
+      this.nodeLost(id, why);
+    };
     this.nodeRecs.set(id, rec);
     this.sched.addNode({ id, slots, lookahead: this.lookaheadFor(slots) });
     this.kick();
@@ -402,25 +431,53 @@ export class Grid {
     setImmediate(() => {
       this.kickQueued = false;
       if (this.closed) return;
+      // (the scheduler applied every decision to its own state already: each one is carried out on its own, so one
+      // that throws does not lose the ones after it)
       for (const d of this.sched.tick()) {
         const rec = this.procs.get(Number(d.gpid));
         if (!rec) continue;
-        if (d.kind === 'place') this.startOn(rec, d.node);
-        else if (d.kind === 'stage') this.startOn(rec, d.node, false, true);
-        else if (d.kind === 'unstage') this.send(d.node, { t: 'control', gpid: rec.view.gpid, action: 'unstage', reason: d.reason });
-        else if (d.kind === 'suspend') this.stop(rec, 'suspending');
-        else if (d.kind === 'migrate') {
-          // rebalancing; if it cannot happen now, tell the scheduler where the process really is
-          this.migrate(rec.view.gpid, d.to).catch(() => {
-            try {
-              if (rec.view.node && !this.isEnded(rec)) this.sched.migrated(d.gpid, rec.view.node);
-            } catch {
-              /* the process left its node meanwhile (requeued): nothing to correct */
-            }
-          });
+        try {
+          this.carryOut(rec, d);
+        } catch (err) {
+          this.decisionFailed(rec, d, err);
         }
       }
     });
+  }
+
+  private carryOut(rec: ProcRecord, d: Decision): void {
+    if (d.kind === 'place') this.startOn(rec, d.node);
+    else if (d.kind === 'stage') this.startOn(rec, d.node, false, true);
+    else if (d.kind === 'unstage') this.send(d.node, { t: 'control', gpid: rec.view.gpid, action: 'unstage', reason: d.reason });
+    else if (d.kind === 'suspend') this.stop(rec, 'suspending');
+    else if (d.kind === 'migrate') {
+      // rebalancing; if it cannot happen now, tell the scheduler where the process really is
+      this.migrate(rec.view.gpid, d.to).catch(() => {
+        try {
+          if (rec.view.node && !this.isEnded(rec)) this.sched.migrated(d.gpid, rec.view.node);
+        } catch {
+          /* the process left its node meanwhile (requeued): nothing to correct */
+        }
+      });
+    }
+  }
+
+  /**
+   * Carrying out a scheduling decision threw (a bug, or a resource the origin lacked): the scheduler has applied
+   * it, and neither knows where the process stands. It is not retried (a decision that throws would throw again,
+   * every round): it fails, visibly, and whatever of it may have reached a node is killed there (a start taken
+   * back before it began never runs), so it never runs unaccounted for.
+   */
+  private decisionFailed(rec: ProcRecord, d: Decision, err: unknown): void {
+    const message = `the origin could not carry out its ${d.kind} decision: ${(err as Error)?.message ?? String(err)}`;
+    try {
+      process.stderr.write(`gridvm: process ${rec.view.gpid}: ${message}\n`);
+      const node = rec.view.node ?? (d.kind === 'migrate' ? d.from : d.node);
+      if (this.nodeRecs.get(node)?.alive) this.send(node, { t: 'control', gpid: rec.view.gpid, action: 'kill' });
+      this.finish(rec, 'failed', 125, { why: 'error', message });
+    } catch (e) {
+      process.stderr.write(`gridvm: process ${rec.view.gpid}: could not fail it after a failed ${d.kind} decision: ${(e as Error)?.message}\n`);
+    }
   }
 
   private startOn(rec: ProcRecord, node: string, prepared = false, staged = false, streamed = false): void {
@@ -456,7 +513,59 @@ export class Grid {
     if (!raw && rc.resolve) cmd.resolve = rc.resolve;
     if (staged) cmd.staged = true;
     if (raw && streamed) cmd.streamed = true;
+    rec.pendingStart = { node, sentAt: Date.now(), missed: 0, lastMiss: 0 };
+    this.awaitingStart.set(rec.view.gpid, rec);
     this.send(node, cmd);
+  }
+
+  /**
+   * A node's heartbeat lists the processes it holds (running or staged). A start sent there long enough ago
+   * (lostStartMs) that is neither reported started nor listed in two heartbeats some time apart was lost on the way:
+   * the process continues from its recovery point, as after a node loss. (A node lists a start from the moment it
+   * receives it until the event that ends it there, which reaches the origin before any later heartbeat.)
+   */
+  private checkStarts(node: string, running: readonly number[]): void {
+    if (!this.awaitingStart.size) return;
+    const grace = this.opts.lostStartMs ?? DEFAULT_LOST_START_MS;
+    const now = Date.now();
+    let listed: Set<number> | undefined;
+    for (const [gpid, rec] of this.awaitingStart) {
+      const ps = rec.pendingStart;
+      if (!ps || rec.view.node !== ps.node || this.isEnded(rec)) {
+        rec.pendingStart = undefined;
+        this.awaitingStart.delete(gpid);
+        continue;
+      }
+      if (ps.node !== node || now - ps.sentAt < grace) continue;
+      listed ??= new Set(running);
+      if (listed.has(gpid)) {
+        ps.missed = 0;
+        continue;
+      }
+      if (ps.missed > 0 && now - ps.lastMiss < LOST_START_MISS_SPACING_MS) continue;
+      ps.missed++;
+      ps.lastMiss = now;
+      if (ps.missed >= LOST_START_MISSES) this.startLost(rec, node, now - ps.sentAt);
+    }
+  }
+
+  private startLost(rec: ProcRecord, node: string, ms: number): void {
+    rec.pendingStart = undefined;
+    this.awaitingStart.delete(rec.view.gpid);
+    process.stderr.write(`gridvm: the start of process ${rec.view.gpid} on node ${node} was lost (not there after ${ms} ms): it continues from its recovery point\n`);
+    // should it reach the node after all, it is taken back there before it begins (or killed): it never runs twice
+    this.send(node, { t: 'control', gpid: rec.view.gpid, action: 'kill' });
+    if (rec.staged && rec.killRequested) {
+      this.finish(rec, 'killed', KILLED_CODE, { why: 'killed', message: KILLED_BEFORE_BEGIN });
+      return;
+    }
+    if (!rec.staged) rec.view.recoveries++;
+    rec.view.visited.pop();
+    // (a migration's target may hold what was prepared or streamed for that start)
+    if (rec.migration?.phase === 'starting') this.send(node, { t: 'drop', gpid: rec.view.gpid });
+    this.abandonMigration(rec, `its start on ${node} was lost`);
+    // elsewhere if it can: were the start only late, the kill above must find that one, not the next
+    this.requeue(rec, node);
   }
 
   /**
@@ -480,11 +589,11 @@ export class Grid {
   }
 
   /** Put a process back in the scheduler's queue (it continues from rec.recovery). */
-  private requeue(rec: ProcRecord): void {
+  private requeue(rec: ProcRecord, avoidNode?: string): void {
     const g = BigInt(rec.view.gpid);
     this.sched.release(g);
     // a process about to continue from a raw snapshot (used once) must not be staged: taken back, it would lose it
-    this.sched.submit({ gpid: g, priority: rec.view.priority, ...(rec.pendingRaw ? { started: true } : {}) });
+    this.sched.submit({ gpid: g, priority: rec.view.priority, ...(rec.pendingRaw ? { started: true } : {}), ...(avoidNode ? { avoidNode } : {}) });
     rec.view.state = 'queued';
     rec.view.node = null;
     rec.staged = false;
@@ -509,7 +618,8 @@ export class Grid {
     const n = this.nodeRecs.get(e.node);
     if (!n || !n.alive) return; // a lost node's last words are ignored
     n.lastSeen = Date.now();
-    if (e.t === 'hello' || e.t === 'heartbeat') return;
+    if (e.t === 'heartbeat') return this.checkStarts(e.node, e.running);
+    if (e.t === 'hello') return;
     if (e.t === 'prepared') return this.onPrepared(e.gpid, e.node, e.ok, e.message);
     const rec = this.procs.get(e.gpid);
     if (!rec || rec.view.node !== e.node) return; // stale: the process moved on
@@ -529,6 +639,8 @@ export class Grid {
         }
         return;
       case 'started': {
+        rec.pendingStart = undefined;
+        this.awaitingStart.delete(rec.view.gpid);
         if (rec.view.state === 'starting' || (rec.staged && rec.view.state === 'queued')) rec.view.state = 'running';
         // a staged start began: it holds its node's slot now
         if (rec.staged) this.sched.began(BigInt(e.gpid));
@@ -963,7 +1075,11 @@ export class Grid {
     // do not count it against the nodes
     const lag = now - this.lastCheck - HEARTBEAT_CHECK_MS;
     this.lastCheck = now;
-    if (lag > 1000) for (const n of this.nodeRecs.values()) n.lastSeen = Math.max(n.lastSeen, now - HEARTBEAT_CHECK_MS);
+    if (lag > 1000) {
+      for (const n of this.nodeRecs.values()) n.lastSeen = Math.max(n.lastSeen, now - HEARTBEAT_CHECK_MS);
+      // (nor against the starts sent before it: they may have left only now)
+      for (const rec of this.awaitingStart.values()) if (rec.pendingStart) Object.assign(rec.pendingStart, { sentAt: Math.max(rec.pendingStart.sentAt, now), missed: 0 });
+    }
     for (const [id, n] of this.nodeRecs) {
       if (n.alive && now - n.lastSeen > limit) this.nodeLost(id, `no heartbeat for ${now - n.lastSeen} ms`);
     }
@@ -980,6 +1096,21 @@ export class Grid {
     n.lostWhy = why;
     this.nodeLosses.push(Date.now());
     void n.handle.stop(true);
+    // A rebalancing migration is the scheduler's own decision: it moved the process to the target in its state at
+    // once, while the process still runs on its source until it is frozen. If either end is lost now, make the
+    // scheduler agree with where the process really is (its source) before it drops the node: otherwise the loss
+    // of the target would requeue a process that still runs on its source (placed again: it ran on two nodes),
+    // and the loss of the source would leave it "running" on the target in the scheduler, never placed again.
+    for (const rec of this.procs.values()) {
+      const mig = rec.migration;
+      const src = rec.view.node;
+      if (!mig || !src || mig.phase === 'starting' || this.isEnded(rec) || (src !== id && mig.to !== id)) continue;
+      const g = BigInt(rec.view.gpid);
+      const e = this.sched.process(g);
+      if (e?.node !== undefined && e.node !== src && (e.state === 'running' || e.state === 'suspending') && this.sched.nodes().some((x) => x.id === src)) {
+        this.sched.migrated(g, src);
+      }
+    }
     this.sched.removeNode(id);
     for (const rec of this.procs.values()) {
       if (rec.view.node !== id || this.isEnded(rec)) continue;
@@ -1028,13 +1159,20 @@ export class Grid {
     for (const j of this.jobs.values()) if (j.migrateTimer) clearInterval(j.migrateTimer);
     await Promise.all([...this.nodeRecs.values()].map((n) => n.handle.stop(false)));
     this.bus.close();
-    // memory files of migrations between process nodes that never reached their target
-    const pids = new Set([...this.nodeRecs.values()].filter((n) => n.handle.isolate === 'process').map((n) => String(n.handle.pid)));
-    if (pids.size) {
-      for (const f of readdirSync(MIGRATION_DIR)) {
-        const m = /^gridvm-snap-(\d+)-/.exec(f);
-        if (m && pids.has(m[1]!)) rmSync(join(MIGRATION_DIR, f), { force: true });
-      }
+    // memory files of migrations between process nodes that never reached their target: those the nodes left when
+    // they exited (every node process has exited now: stop() waits for it)
+    for (const f of this.leftFiles) rmSync(f, { force: true });
+    this.leftFiles.clear();
+  }
+
+  /** List the migration memory files a node process that just exited wrote (and nobody took), for close(). */
+  private noteNodeFiles(pid: number): void {
+    if (!(pid > 0)) return;
+    const prefix = `gridvm-snap-${pid}-`;
+    try {
+      for (const f of readdirSync(MIGRATION_DIR)) if (f.startsWith(prefix)) this.leftFiles.add(join(MIGRATION_DIR, f));
+    } catch {
+      /* no directory: nothing was left */
     }
   }
 }
