@@ -131,7 +131,9 @@ describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-
         await sleep(10);
         p = grid.ps().find((x) => x.job === id);
       }
-      await sleep(400); // memtouch fills its memory first
+      // memtouch fills its memory first: one loop iteration (a unit of fuel) per 8-byte word (under load 400 ms
+      // once left pages still zero, which a pre-copy does not ship)
+      for (let i = 0; i < 2000 && (grid.ps().find((x) => x.gpid === p!.gpid)?.fuelUsed ?? 0) <= (32 << 20) / 8; i++) await sleep(10);
       for (const precopy of [false, true, false, true]) {
         const cur = grid.ps().find((x) => x.gpid === p!.gpid)!;
         records.push(await grid.migrate(cur.gpid, cur.node === 'n1' ? 'n2' : 'n1', { precopy }));
