@@ -602,9 +602,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
     unwind = opts.unwind === 'asyncify' ? undefined : ownUnwind(m, suspending(m), cold, (f) => progress('unwind', f));
     if (!unwind) {
       progress('asyncify', 0);
-      for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
-      m.runPasses(['asyncify']);
-      binaryen.clearPassArguments();
+      runAsyncify(m, passArgs);
     }
     if (level > 0) {
       progress('optimize', 0);
@@ -660,15 +658,22 @@ function asyncifyHere(bytes: Uint8Array, passArgs: Record<string, string>, level
     m.setFeatures(ENGINE_FEATURES);
     binaryen.setOptimizeLevel(level);
     binaryen.setShrinkLevel(0);
-    binaryen.clearPassArguments();
-    for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
-    m.runPasses(['asyncify']);
-    binaryen.clearPassArguments();
+    runAsyncify(m, passArgs);
     if (level > 0) m.optimize();
     return m.emitBinary();
   } finally {
-    binaryen.clearPassArguments();
     m.dispose();
+  }
+}
+
+/** binaryen.js's Asyncify pass on `m` with these pass arguments (cleared again afterwards, whatever happens). */
+function runAsyncify(m: binaryen.Module, passArgs: Record<string, string>): void {
+  binaryen.clearPassArguments();
+  try {
+    for (const [k, v] of Object.entries(passArgs)) binaryen.setPassArgument(k, v);
+    m.runPasses(['asyncify']);
+  } finally {
+    binaryen.clearPassArguments();
   }
 }
 

@@ -17,33 +17,17 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 
 const here = dirname(fileURLToPath(import.meta.url));
 const REAL = join(here, '..', 'build', 'real');
-const VERILOG = `module top #(parameter W = 16) (input clk, input [W-1:0] a, b, input [2:0] op, output reg [2*W-1:0] y);
-  reg [2*W-1:0] acc;
-  always @(posedge clk) begin
-    case (op)
-      3'd0: acc <= a + b;
-      3'd1: acc <= a - b;
-      3'd2: acc <= a * b;
-      3'd3: acc <= {a, b} ^ acc;
-      3'd4: acc <= acc + a * b;
-      3'd5: acc <= (a < b) ? {W{1'b1}} : acc >> 1;
-      default: acc <= acc;
-    endcase
-    y <= acc;
-  end
-endmodule
-`;
+const { RUBY_ARGS, VERILOG, YOSYS_ARGS } = await import('../../dist/benchmarks/real/workloads.js');
 const PROGRAMS = {
   ruby: {
     wasm: join(REAL, 'ruby.wasm'),
-    args: ['-EUTF-8', '-e_=0', 'x = 0; 2_000_000.times { |i| x += (i * i) % 7 }; h = {}; 50_000.times { |i| h["k#{i}"] = i.to_s * 3 }; ' +
-      'puts x; puts h.size; puts h.values.map(&:size).sum; puts RUBY_VERSION'],
+    args: RUBY_ARGS,
     dirs: [],
     memDirs: [],
   },
   yosys: {
     wasm: join(REAL, 'yosys.wasm'),
-    args: ['-Q', '-T', '-p', 'read_verilog /work/alu.v; synth -top top; stat'],
+    args: YOSYS_ARGS,
     dirs: [{ host: join(REAL, 'work-yosys'), guest: '/work' }, { host: join(REAL, 'yosys-share'), guest: '/share', readonly: true }],
     memDirs: ['/tmp'],
   },

@@ -19,6 +19,7 @@ import { run, type RunOptions, type RunResult } from '../../runtime-node/run.js'
 import { prepareJob, sha256Hex } from '../../vm/job.js';
 import { INSTRUMENT_VERSION, type InstrumentInfo } from '../../vm/instrument.js';
 import { GLOBAL_EXPORT_PREFIX } from '../../vm/names.js';
+import { RUBY_ARGS, VERILOG, YOSYS_ARGS } from './workloads.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** repository root (this file runs from dist/benchmarks/real/ or, under tsx, from benchmarks/real/) */
@@ -44,26 +45,6 @@ interface Program {
   instrumentOnly?: boolean;
 }
 
-const VERILOG = `module top #(parameter W = 16) (input clk, input [W-1:0] a, b, input [2:0] op, output reg [2*W-1:0] y);
-  reg [2*W-1:0] acc;
-  always @(posedge clk) begin
-    case (op)
-      3'd0: acc <= a + b;
-      3'd1: acc <= a - b;
-      3'd2: acc <= a * b;
-      3'd3: acc <= {a, b} ^ acc;
-      3'd4: acc <= acc + a * b;
-      3'd5: acc <= (a < b) ? {W{1'b1}} : acc >> 1;
-      default: acc <= acc;
-    endcase
-    y <= acc;
-  end
-endmodule
-`;
-
-const RUBY_SCRIPT = 'x = 0; 2_000_000.times { |i| x += (i * i) % 7 }; h = {}; 50_000.times { |i| h["k#{i}"] = i.to_s * 3 }; ' +
-  'puts x; puts h.size; puts h.values.map(&:size).sum; puts RUBY_VERSION';
-
 function programs(): Program[] {
   const vdir = join(REAL, 'work-yosys');
   mkdirSync(vdir, { recursive: true });
@@ -72,7 +53,7 @@ function programs(): Program[] {
     {
       name: 'yosys',
       wasm: join(REAL, 'yosys.wasm'),
-      args: ['-Q', '-T', '-p', 'read_verilog /work/alu.v; synth -top top; stat'],
+      args: YOSYS_ARGS,
       dirs: [{ host: vdir, guest: '/work' }, { host: join(REAL, 'yosys-share'), guest: '/share', readonly: true }],
       memDirs: ['/tmp'],
       workload: "`yosys -Q -T -p 'read_verilog alu.v; synth -top top; stat'` (16-bit ALU with multiplier, ABC in-process)",
@@ -81,7 +62,7 @@ function programs(): Program[] {
     {
       name: 'ruby',
       wasm: join(REAL, 'ruby.wasm'),
-      args: ['-EUTF-8', '-e_=0', RUBY_SCRIPT],
+      args: RUBY_ARGS,
       dirs: [],
       memDirs: [],
       workload: '`ruby -e` 2M-iteration integer loop + 50k-entry Hash of strings',
@@ -90,7 +71,7 @@ function programs(): Program[] {
     {
       name: 'ruby-fixed',
       wasm: join(REAL, 'ruby-fixed.wasm'),
-      args: ['-EUTF-8', '-e_=0', RUBY_SCRIPT],
+      args: RUBY_ARGS,
       dirs: [],
       memDirs: [],
       workload: 'same as ruby; module = ruby.wasm with its functions `asyncify_*` renamed in the name section (asyncify-names.mjs: the proposed fix)',
