@@ -32,7 +32,7 @@ export const OVERHEAD_JOBS: Job[] = [
   { name: 'as_gc', args: [] },
 ];
 
-function kernelProcess(name: string, args: string[]): Process {
+export function kernelProcess(name: string, args: string[]): Process {
   return new Process({ args: [name, ...args], env: [], mounts: [], platform: nodePlatform(), stdout() {}, stderr() {} });
 }
 

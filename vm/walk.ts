@@ -321,3 +321,45 @@ export function children(e: number, out: number[]): boolean {
   }
   return true;
 }
+
+/**
+ * Rename every label defined under `root` (blocks and loops, root included) to `name + suffix`, and the branches
+ * to them: for a copy of code that will sit in the same function as the original.
+ */
+export function renameLabels(root: number, suffix: string): void {
+  const N = binaryen as unknown as {
+    Block: { getName(e: number): string | null; setName(e: number, n: string): void };
+    Loop: { getName(e: number): string | null; setName(e: number, n: string): void };
+    Break: { getName(e: number): string; setName(e: number, n: string): void };
+    Switch: { getNumNames(e: number): number; getNameAt(e: number, i: number): string; setNameAt(e: number, i: number, n: string): void; getDefaultName(e: number): string; setDefaultName(e: number, n: string): void };
+  };
+  const all: number[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const e = stack.pop()!;
+    all.push(e);
+    if (!children(e, stack)) throw new Error(`renameLabels: an expression of unknown kind ${binaryen.getExpressionId(e)}`);
+  }
+  const defined = new Set<string>();
+  for (const e of all) {
+    const id = binaryen.getExpressionId(e);
+    const n = id === b.BlockId ? N.Block.getName(e) : id === b.LoopId ? N.Loop.getName(e) : null;
+    if (n) defined.add(n);
+  }
+  if (!defined.size) return;
+  const re = (n: string) => (defined.has(n) ? n + suffix : n);
+  for (const e of all) {
+    const id = binaryen.getExpressionId(e);
+    if (id === b.BlockId) {
+      const n = N.Block.getName(e);
+      if (n) N.Block.setName(e, re(n));
+    } else if (id === b.LoopId) {
+      const n = N.Loop.getName(e);
+      if (n) N.Loop.setName(e, re(n));
+    } else if (id === b.BreakId) N.Break.setName(e, re(N.Break.getName(e)));
+    else if (id === b.SwitchId) {
+      for (let i = 0, c = N.Switch.getNumNames(e); i < c; i++) N.Switch.setNameAt(e, i, re(N.Switch.getNameAt(e, i)));
+      N.Switch.setDefaultName(e, re(N.Switch.getDefaultName(e)));
+    }
+  }
+}

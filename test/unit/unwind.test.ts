@@ -208,6 +208,9 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     const { info } = instrument(original);
     expect(info.stats.unwind).toMatchObject({ by: 'gridvm' });
     expect((info.stats.unwind as { functions: number }).functions).toBeGreaterThanOrEqual(5);
+    // the loops holding sites (_start's, $carry's, $nest's two, each with the retry loop its check calls out of:
+    // vm/budget.ts) go on in a clean copy once a rewind is over
+    expect((info.stats.unwind as { cleanLoops: number }).cleanLoops).toBe(8);
     // $fib and $walk get one each, $mix two (its second call follows an if that may return), $even/$odd one each
     expect(info.stats.preCallChecks).toBeGreaterThanOrEqual(5);
     expect(instrument(original, { unwind: 'asyncify' }).info.stats.unwind).toEqual({ by: 'asyncify' });
