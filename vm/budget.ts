@@ -1,6 +1,7 @@
 import binaryen from 'binaryen';
 import { callTarget, childSlots, type ChildSlot } from './walk.js';
 import { BUDGET_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
+import { unrollLoop } from './loops.js';
 
 /**
  * Budget checks with the budget held in a local (a register, once V8 compiles it), the way wasmtime keeps fuel in a
@@ -36,6 +37,9 @@ export const REFUSED: ReadonlySet<number> = new Set([binaryen.TryId, binaryen.Po
   (binaryen as unknown as Record<string, number>).TryTableId, (binaryen as unknown as Record<string, number>).ThrowRefId].filter((x) => typeof x === 'number'));
 /** value types a scratch local can hold (defaultable) */
 const SCRATCH_TYPES = new Set([binaryen.i32, binaryen.i64, binaryen.f32, binaryen.f64, binaryen.v128, binaryen.funcref, binaryen.externref]);
+
+/** latch-form loops of up to this many expressions are unrolled by two (vm/loops.ts) */
+const MAX_UNROLLED_LOOP = 120;
 
 export interface CachedLoopCheck {
   loop: number;
@@ -141,7 +145,7 @@ export function lowerTailCalls(m: binaryen.Module, fref: binaryen.FunctionRef): 
  * Insert a function's budget checks with its budget cached in a local (see the file comment). `loops` are the loop
  * checks; `entry`, if set, is the entry check (recursive functions): the import it calls, and whether it ticks. Call canCacheBudget first.
  */
-export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined, budgetFree: ReadonlySet<string> = new Set()): void {
+export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined, budgetFree: ReadonlySet<string> = new Set(), unroll = true): { unrolled: number } {
   const b = X._BinaryenFunctionAddVar(fref, i32);
   const needFloor = loops.some((l) => l.tick) || !!entry?.tick;
   const f = needFloor ? X._BinaryenFunctionAddVar(fref, i32) : -1;
@@ -165,19 +169,28 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
       m.if(m.i32.lt_s(m.local.get(b, i32), tick ? m.local.get(f, i32) : m.i32.const(0)), m.call(target, [], binaryen.none)),
     ], binaryen.none);
 
-  // A loop's check does not call from inside the loop: it leaves it (`br_if` to a block around it), calls the
-  // import after that block, then goes back to the loop's header (see callOutside). The loop then holds no call that
-  // can unwind, so Asyncify guards it as one piece instead of instrumenting every iteration, and V8 keeps its values
-  // in registers (a ticking check's call inside the loop measured slower too).
+  // A check that may unwind (`gridvm.yield`) does not call from inside its loop: it leaves the loop (`br_if` to a
+  // block around it), calls the import after that block, then goes back to the loop's header (see callOutside). The
+  // loop then holds no call that can unwind, so Asyncify guards it as one piece instead of instrumenting every
+  // iteration. A ticking check (`gridvm.tick` never unwinds) calls in place, the write-back and reload around the
+  // call in a branch V8 keeps out of the loop's hot path: measured in separate processes, nbody ran 1.12x with it
+  // against 1.21x with the call outside (the extra loop level around every ticking loop cost more than it saved).
+  // Small loops are unrolled by two first (vm/loops.ts): one check per two iterations.
   const checkedLoops = new Map<number, { exit: string; retry: string; done: string; target: string }>();
+  let unrolled = 0;
   for (const l of loops) {
-    const body = X.Loop.getBody(l.loop);
     const n = checkedLoops.size;
+    if (unroll && unrollLoop(m, l.loop, `__gridvm_u${loops.indexOf(l)}`, MAX_UNROLLED_LOOP)) unrolled++;
+    const body = X.Loop.getBody(l.loop);
+    if (l.tick) {
+      X.Loop.setBody(l.loop, m.block(null, [check(l.target, true), body], binaryen.getExpressionType(body)));
+      continue;
+    }
     const labels = { exit: `__gridvm_y${n}`, retry: `__gridvm_r${n}`, done: `__gridvm_d${n}`, target: l.target };
     checkedLoops.set(l.loop, labels);
     X.Loop.setBody(l.loop, m.block(null, [
       m.local.set(b, m.i32.sub(m.local.get(b, i32), m.i32.const(1))),
-      m.br(labels.exit, m.i32.lt_s(m.local.get(b, i32), l.tick ? m.local.get(f, i32) : m.i32.const(0))),
+      m.br(labels.exit, m.i32.lt_s(m.local.get(b, i32), m.i32.const(0))),
       body,
     ], binaryen.getExpressionType(body)));
   }
@@ -255,6 +268,7 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
     const s = tmp(results);
     X.Function.setBody(fref, m.block(null, [m.local.set(s, body), writeBack(), m.local.get(s, results)], results));
   }
+  return { unrolled };
 }
 
 /**

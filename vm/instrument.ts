@@ -12,7 +12,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 15;
+export const INSTRUMENT_VERSION = 16;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -82,6 +82,8 @@ export interface InstrumentInfo {
     budgetFreeFunctions?: number;
     /** functions that never return, run with unwinding off and left out of Asyncify (see `gridvm.nounwind`) */
     coldFunctions?: number;
+    /** loops unrolled by two, so their check runs once per two iterations (vm/loops.ts) */
+    unrolledLoops?: number;
     grows: number;
     tries: number;
     unknownExpressionKinds: number;
@@ -152,6 +154,11 @@ export interface InstrumentOptions {
    * cannot; 'asyncify' always uses Asyncify (to compare the two). With `asyncify` (a runner) Asyncify is used.
    */
   unwind?: 'gridvm' | 'asyncify';
+  /**
+   * Unroll small loops by two so that their budget check runs once per two iterations (default true; vm/loops.ts).
+   * The same output either way; fuel counts checks, so it is lower with unrolling. False to measure the difference.
+   */
+  unrollLoops?: boolean;
   /** run Asyncify (and the optimiser) with this instead of binaryen.js */
   asyncify?: AsyncifyRunner;
   onProgress?: (stage: string, fraction: number) => void;
@@ -424,6 +431,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   let preCallChecks = 0;
   let leafFunctions = 0;
   let cachedFunctions = 0;
+  let unrolledLoops = 0;
   // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
   // functions. Both run in time bounded by their own loops, so their checks tick instead of yielding: a due
   // checkpoint waits for such a call to return (their callers can unwind).
@@ -461,7 +469,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         const tick = leaf || depths[li]! > 0;
         return { loop, tick, target: tick ? TICK_FN : YIELD_FN };
       });
-      insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined, budgetFree);
+      unrolledLoops += insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined, budgetFree, opts.unrollLoops !== false).unrolled;
       if (recursive.has(f.name)) entryChecks++;
       cachedFunctions++;
       continue;
@@ -639,6 +647,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         cachedFunctions,
         budgetFreeFunctions: budgetFree.size,
         coldFunctions: cold.size,
+        unrolledLoops,
         tries,
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,

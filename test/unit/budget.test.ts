@@ -213,3 +213,94 @@ describe('functions that never return', () => {
     expect(moved.fuel).toBe(plain.fuel);
   });
 });
+
+// Loops unrolled by two (vm/loops.ts): a byte loop with an early exit and a `continue` in the first half, a loop
+// whose trip count is odd (it leaves from the first half), and one the unroller must leave alone (a branch to its
+// body block's label would skip the back edge, i.e. leave the loop, where the copy would go on).
+const LOOPS = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; bytes 0..4095 hold i*7; the sum of those that are not multiples of 5, up to the first 0xff
+  (func $scan (param $n i32) (result i32)
+    (local $i i32) (local $s i32) (local $b i32)
+    (block $found
+      (loop $l
+        (local.set $b (i32.load8_u offset=64 (local.get $i)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $found (i32.eq (local.get $b) (i32.const 0xff)))
+        (br_if $l (i32.eqz (i32.rem_u (local.get $b) (i32.const 5))))
+        (local.set $s (i32.add (local.get $s) (local.get $b)))
+        (br_if $l (i32.lt_u (local.get $i) (local.get $n)))))
+    (i32.add (i32.mul (local.get $s) (i32.const 31)) (local.get $i)))
+  (func $odd (param $n i32) (result i32)
+    (local $i i32) (local $h i32)
+    (loop $l
+      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 33)) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (local.get $h))
+  (func $named (param $n i32) (result i32)
+    (local $i i32) (local $h i32)
+    (loop $l
+      (block $body
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $body (i32.eqz (i32.and (local.get $i) (i32.const 3))))
+        (local.set $h (i32.xor (i32.mul (local.get $h) (i32.const 5)) (local.get $i)))
+        (br_if $l (i32.lt_u (local.get $i) (local.get $n)))))
+    (i32.add (local.get $h) (local.get $i)))
+  (func $print (param $v i32)
+    (i32.store (i32.const 16) (local.get $v))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4))))
+  (func (export "_start")
+    (local $i i32) (local $r i32)
+    (loop $fill
+      (i32.store8 offset=64 (local.get $i) (i32.mul (local.get $i) (i32.const 7)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const 4096))))
+    (local.set $i (i32.const 0))
+    (loop $rounds
+      (local.set $r (i32.add (local.get $r) (call $scan (i32.const 4096))))
+      (local.set $r (i32.xor (local.get $r) (call $odd (i32.add (i32.const 2001) (i32.shl (local.get $i) (i32.const 1))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $rounds (i32.lt_u (local.get $i) (i32.const 60))))
+    (call $print (local.get $r))
+    (call $print (call $named (i32.const 1001)))
+    (call $print (call $scan (i32.const 37)))))`;
+
+describe('loops unrolled by two', () => {
+  const original = wat(LOOPS, FEATURES);
+  const expected = reference(original);
+
+  it('check once per two iterations, compute what the original computes, and stay exact under checkpoints and suspensions', async () => {
+    const { info } = instrument(original);
+    // $scan, $odd and _start's two (not $named)
+    expect(info.stats.unrolledLoops).toBe(4);
+    expect(instrument(original, { unrollLoops: false }).info.stats.unrolledLoops).toBe(0);
+    expect(expected.length).toBe(12);
+    const job = await prepareJob(original);
+    const once = await prepareJob(original, { instrument: { unrollLoops: false } });
+    const plain = runVm(job, 200_000);
+    const each = runVm(once, 200_000);
+    expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(Buffer.from(each.stdout).equals(Buffer.from(expected))).toBe(true);
+    // the checks counted: about half as many (the loops dominate the work)
+    expect(plain.fuel).toBeLessThan(each.fuel * 0.6);
+    expect(plain.fuel).toBeGreaterThan(each.fuel * 0.4);
+    for (const slice of [1, 13, 4_099]) {
+      const r = runVm(job, slice);
+      expect(Buffer.from(r.stdout).equals(Buffer.from(expected)), `slice ${slice}`).toBe(true);
+      expect(r.fuel, `slice ${slice}`).toBe(plain.fuel);
+    }
+    // the leaves only tick: a checkpoint waits for the next yield, in _start's loop of 60 rounds
+    const ck = runVm(job, 211, () => 'checkpoint');
+    expect(ck.checkpoints).toBeGreaterThan(30);
+    expect(Buffer.from(ck.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(ck.fuel).toBe(plain.fuel);
+    const moved = runVm(job, 307, (n) => (n % 2 === 0 ? 'suspend' : 'continue'));
+    expect(moved.machines).toBeGreaterThan(12);
+    expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(moved.fuel).toBe(plain.fuel);
+  });
+});
