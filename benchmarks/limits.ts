@@ -3,14 +3,16 @@
 // vm/snapshot.ts, vm/pages.ts, kernel/abi/link.ts); RESULTS.md shows a note only where a target is missed.
 export function LIMITS(what: string, _measured: string): string {
   if (what.startsWith('instrumentation overhead')) {
-    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x), nor the stack capture any more: gridvm\'s own ' +
-      'unwind (vm/unwind.ts) costs nothing on a call that does not unwind (an exception carries the unwind), and ' +
-      'recursive functions check the budget only before their recursive calls. Removing every unwind measured the ' +
-      'same times; removing the budget checks of ticking loops (leaf functions\' loops and nested loops) brought ' +
-      'nbody and malloc_churn to 1.00x. What remains is that check, `sub; compare; branch` on registers once per ' +
-      'iteration of every loop, which tight loops (byte loops in malloc_churn, the 5-body inner loops of nbody, the ' +
-      'allocator and collector loops of as_gc) feel most. Lower would need fewer checks in loops whose trip count is ' +
-      'known at entry (loop versioning: charge the count once, run an unchecked copy) while keeping fuel exact.';
+    return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x), nor the stack capture on a call that does not ' +
+      'unwind (vm/unwind.ts: an exception carries the unwind), nor the rest of a resumed frame (its loops go on in ' +
+      'clean copies). Loops: small do-while loops are unrolled by two (one check per two iterations; measured in ' +
+      'separate processes malloc_churn went 1.19x -> 1.07x, 1.02x with no loop checks at all) and ticking checks ' +
+      'call in place (nbody 1.21x -> 1.12x). What remains: recursion (1.38x), whose small recursive functions pay ' +
+      'a check per call (fib-like code: ~1.25x measured on Ackermann alone) and whose deep stacks make each tier-up ' +
+      're-entry (at 50 and 150 ms) an unwind of thousands of frames, one exception each; and the per-iteration ' +
+      'check of loops that are not unrolled. This machine also runs whole processes in a fast or a slow mode (the ' +
+      'same original module: ~860 or ~1250 ms for malloc_churn, hello 47 or 78 µs, at random per process), so one ' +
+      'in-process run can land each variant in a different mode; compare separate-process runs before concluding.';
   }
   if (what.startsWith('restore at')) {
     return 'Page faults: a fresh instance gets a fresh Wasm memory, so Machine.restore\'s grow + copy spends most of ' +

@@ -178,9 +178,9 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
   // Small loops are unrolled by two first (vm/loops.ts): one check per two iterations.
   const checkedLoops = new Map<number, { exit: string; retry: string; done: string; target: string }>();
   let unrolled = 0;
-  for (const l of loops) {
+  for (const [li, l] of loops.entries()) {
     const n = checkedLoops.size;
-    if (unroll && unrollLoop(m, l.loop, `__gridvm_u${loops.indexOf(l)}`, MAX_UNROLLED_LOOP)) unrolled++;
+    if (unroll && unrollLoop(m, l.loop, `__gridvm_u${li}`, MAX_UNROLLED_LOOP)) unrolled++;
     const body = X.Loop.getBody(l.loop);
     if (l.tick) {
       X.Loop.setBody(l.loop, m.block(null, [check(l.target, true), body], binaryen.getExpressionType(body)));
