@@ -155,8 +155,9 @@ export interface InstrumentOptions {
    */
   unwind?: 'gridvm' | 'asyncify';
   /**
-   * Unroll small loops by two so that their budget check runs once per two iterations (default true; vm/loops.ts).
-   * The same output either way; fuel counts checks, so it is lower with unrolling. False to measure the difference.
+   * Unroll small loops by two so that their budget check runs once per two iterations (vm/loops.ts). Default: true,
+   * but false with `asyncify` (the native tool, used for large modules: the copies took yosys past binaryen.js's
+   * 4 GiB). The same output either way; fuel counts checks, so it is lower with unrolling.
    */
   unrollLoops?: boolean;
   /** run Asyncify (and the optimiser) with this instead of binaryen.js */
@@ -432,6 +433,8 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   let leafFunctions = 0;
   let cachedFunctions = 0;
   let unrolledLoops = 0;
+  // not for the large modules the native tool handles: the copies took yosys past binaryen.js's 4 GiB when emitting
+  const unrollLoops = opts.unrollLoops ?? !opts.asyncify;
   // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
   // functions. Both run in time bounded by their own loops, so their checks tick instead of yielding: a due
   // checkpoint waits for such a call to return (their callers can unwind).
@@ -469,7 +472,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         const tick = leaf || depths[li]! > 0;
         return { loop, tick, target: tick ? TICK_FN : YIELD_FN };
       });
-      unrolledLoops += insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined, budgetFree, opts.unrollLoops !== false).unrolled;
+      unrolledLoops += insertCachedChecks(m, f.ref, checks, recursive.has(f.name) ? (cold.has(f.name) ? { target: TICK_FN, tick: true } : { target: YIELD_FN, tick: false }) : undefined, budgetFree, unrollLoops).unrolled;
       if (recursive.has(f.name)) entryChecks++;
       cachedFunctions++;
       continue;

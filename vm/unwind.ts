@@ -119,9 +119,11 @@ interface Fn {
  * Throws UnwindUnsupported, before changing what the module computes, for what it does not handle: exception
  * handling, typed function references, multi-value or reference-typed locals, results and call sites, expression
  * kinds the walker does not know. `prepared`: the module's functions have been through UNWIND_PREPARE already
- * (native wasm-opt runs them on the whole module, on both cores).
+ * (native wasm-opt runs them on the whole module, on both cores). `cleanLoops`: the outermost loops of resume
+ * versions that hold sites get clean copies (off by default for prepared modules, the large ones: the copies add up
+ * to the resume versions' size, where yosys already fills most of binaryen.js's 4 GiB).
  */
-export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void = () => {}, prepared = false): UnwindStats {
+export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, cold: ReadonlySet<string>, progress: (fraction: number) => void = () => {}, prepared = false, cleanLoops = !prepared): UnwindStats {
   // ---- the call graph (after the budget checks: they call the suspending yield)
   const fns: Fn[] = [];
   const refFuncs = new Set<string>();
@@ -367,6 +369,8 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       return nLocals + 3 + i;
     };
     let k = 0;
+    /** whether the loop being rewritten sits inside a loop that already has a clean copy (which holds its own) */
+    let inCleanLoop = false;
     const rwStmt = (e: number, set: (r: number) => void): void => {
       const id = binaryen.getExpressionId(e);
       if (!copyHolders.has(e)) {
@@ -388,7 +392,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
         for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) rwStmt(X.Block.getChildAt(e, i), (r) => X.Block.setChildAt(e, i, r));
       } else if (id === LOOP) {
         const name = X.Loop.getName(e);
-        if (!name) {
+        if (!name || !cleanLoops || inCleanLoop) {
           rwStmt(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r));
         } else {
           // Once the rewind is over, the loop's next turn runs a clean copy of it (its sites as in the fast
@@ -397,11 +401,15 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
           const clean = m.copyExpression(e);
           const cleanHolders = new Set<number>();
           mirror(e, clean, copyHolders, cleanHolders);
-          const n = cleanLoops++;
+          const n = cleanCopies++;
           renameLabels(clean, `__gridvm_c${n}`);
           const at = { k };
           cleanStmt(clean, () => { throw new Error('a loop is not a site'); }, at, cleanHolders);
+          // the loops inside go on guarded until this one's next turn: copies of copies grew yosys past
+          // binaryen.js's 4 GiB; one copy per outermost loop adds at most the resume version's size
+          inCleanLoop = true;
           rwStmt(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r));
+          inCleanLoop = false;
           if (at.k !== k) throw new Error(`unwind: the clean copy of a loop numbers its sites ${at.k}, the resume version ${k}`);
           const toClean = `__gridvm_toclean${n}`, after = `__gridvm_after${n}`;
           X.Loop.setBody(e, m.block(null, [m.br(toClean, m.i32.eqz(m.local.get(rw, i32))), X.Loop.getBody(e)], binaryen.auto));
@@ -443,7 +451,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       }
       X._BinaryenExpressionFinalize(e);
     };
-    let cleanLoops = 0;
+    let cleanCopies = 0;
     let rwBody = copy;
     rwStmt(copy, (r) => { rwBody = r; });
     const restore = [
@@ -505,7 +513,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       results === binaryen.none ? m.block(null, [resume, m.return()], binaryen.unreachable) : m.return(resume));
     X.Function.setBody(f.ref, entered.has(f.name) ? m.block(null, [divert, fastBody], binaryen.auto) : fastBody);
     sites += plan.sites;
-    cleanLoopsAll += cleanLoops;
+    cleanLoopsAll += cleanCopies;
   }
   // The host calls exports: a wrapper enters the function (its resume version when rewinding) and ends the unwind
   // exception there, so the host sees Asyncify's behaviour (the export returns, with the state set).
