@@ -98,7 +98,9 @@ describe.runIf(hasClang())('gridvm ps / migrate / kill / status', () => {
   }, 120_000);
 
   it('fork-delay from the CLI: ps shows queued parts while a job has 4x more parts than slots', async () => {
-    const job = start(['run', guestPath('rank'), '--nodes', '1', '--parts', '4', '--', '12000000']);
+    // (parts of a few seconds each: under load a `gridvm ps` takes a second or more, and with 12000000 the parts
+    // once all ended before ps saw one queued next to one placed)
+    const job = start(['run', guestPath('rank'), '--nodes', '1', '--parts', '4', '--', '32000000']);
     try {
       const seen = await until(() => {
         const q = ps(true).processes;
