@@ -362,6 +362,33 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       const tmp = scratch(t);
       return { stmt: m.local.set(tmp, value), then: m.local.set(setIndex(set), m.local.get(tmp, t)) };
     };
+    /**
+     * Make `e`'s sites as the fast version has them, numbered from `at.k` on: site k's call guarded so that an unwind
+     * starting in it runs `onUnwind(k)`. Used for the fast version's body and for the clean copies of loops in the
+     * resume version (which save into its own frame).
+     */
+    const asFast = (e: number, set: (r: number) => void, at: { k: number }, holdersOf: Set<number>, onUnwind: (k: number) => number, scratch: (t: number) => number): void => {
+      const id = binaryen.getExpressionId(e);
+      if (!holdersOf.has(e)) {
+        const call = siteOf(e);
+        if (call !== undefined) {
+          const me = at.k++;
+          const parts = call === e ? { stmt: e, then: undefined } : viaScratch(e, call, scratch);
+          set(m.block(null, guarded(call, parts.stmt, onUnwind(me), parts.then ? [parts.then] : []), binaryen.none));
+        }
+        return;
+      }
+      const rec = (c: number, setC: (r: number) => void) => asFast(c, setC, at, holdersOf, onUnwind, scratch);
+      if (id === BLOCK) {
+        for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) rec(X.Block.getChildAt(e, i), (r) => X.Block.setChildAt(e, i, r));
+      } else if (id === LOOP) rec(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r));
+      else if (id === IF) {
+        rec(X.If.getIfTrue(e), (r) => X.If.setIfTrue(e, r));
+        const fl = X.If.getIfFalse(e);
+        if (fl) rec(fl, (r) => X.If.setIfFalse(e, r));
+      }
+      X._BinaryenExpressionFinalize(e);
+    };
     const rwExtra: number[] = [];
     const rwScratch = (t: number): number => {
       let i = rwExtra.indexOf(t);
@@ -404,7 +431,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
           const n = cleanCopies++;
           renameLabels(clean, `__gridvm_c${n}`);
           const at = { k };
-          cleanStmt(clean, () => { throw new Error('a loop is not a site'); }, at, cleanHolders);
+          asFast(clean, () => { throw new Error('a loop is not a site'); }, at, cleanHolders, (me) => save(rp, me), rwScratch);
           // the loops inside go on guarded until this one's next turn: copies of copies grew yosys past
           // binaryen.js's 4 GiB; one copy per outermost loop adds at most the resume version's size
           inCleanLoop = true;
@@ -428,28 +455,6 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
         X.If.setCondition(e, m.select(m.local.get(rw, i32), inTrue, X.If.getCondition(e)));
       }
       X._BinaryenExpressionFinalize(e); // a child that ended in a branch may now fall through
-    };
-    /** a statement as the fast version has it, sites numbered from `at.k` on, saving into the resume version's frame */
-    const cleanStmt = (e: number, set: (r: number) => void, at: { k: number }, holdersOf: Set<number>): void => {
-      const id = binaryen.getExpressionId(e);
-      if (!holdersOf.has(e)) {
-        const call = siteOf(e);
-        if (call !== undefined) {
-          const me = at.k++;
-          const parts = call === e ? { stmt: e, then: undefined } : viaScratch(e, call, rwScratch);
-          set(m.block(null, guarded(call, parts.stmt, save(rp, me), parts.then ? [parts.then] : []), binaryen.none));
-        }
-        return;
-      }
-      if (id === BLOCK) {
-        for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) cleanStmt(X.Block.getChildAt(e, i), (r) => X.Block.setChildAt(e, i, r), at, holdersOf);
-      } else if (id === LOOP) cleanStmt(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r), at, holdersOf);
-      else if (id === IF) {
-        cleanStmt(X.If.getIfTrue(e), (r) => X.If.setIfTrue(e, r), at, holdersOf);
-        const fl = X.If.getIfFalse(e);
-        if (fl) cleanStmt(fl, (r) => X.If.setIfFalse(e, r), at, holdersOf);
-      }
-      X._BinaryenExpressionFinalize(e);
     };
     let cleanCopies = 0;
     let rwBody = copy;
@@ -475,31 +480,9 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     const fsite = X._BinaryenFunctionAddVar(f.ref, i32);
     const fastExtra = new Map<number, number>();
     const fastScratch = (t: number): number => fastExtra.get(t) ?? fastExtra.set(t, X._BinaryenFunctionAddVar(f.ref, t)).get(t)!;
-    k = 0;
-    const fastStmt = (e: number, set: (r: number) => void): void => {
-      const id = binaryen.getExpressionId(e);
-      if (!holders.has(e)) {
-        const call = siteOf(e);
-        if (call !== undefined) {
-          const me = k++;
-          const toSave = m.block(null, [m.local.set(fsite, m.i32.const(me)), m.br(SAVE_LABEL)], binaryen.unreachable);
-          const parts = call === e ? { stmt: e, then: undefined } : viaScratch(e, call, fastScratch);
-          set(m.block(null, guarded(call, parts.stmt, toSave, parts.then ? [parts.then] : []), binaryen.none));
-        }
-        return;
-      }
-      if (id === BLOCK) {
-        for (let i = 0, c = X.Block.getNumChildren(e); i < c; i++) fastStmt(X.Block.getChildAt(e, i), (r) => X.Block.setChildAt(e, i, r));
-      } else if (id === LOOP) fastStmt(X.Loop.getBody(e), (r) => X.Loop.setBody(e, r));
-      else if (id === IF) {
-        fastStmt(X.If.getIfTrue(e), (r) => X.If.setIfTrue(e, r));
-        const fl = X.If.getIfFalse(e);
-        if (fl) fastStmt(fl, (r) => X.If.setIfFalse(e, r));
-      }
-      X._BinaryenExpressionFinalize(e);
-    };
     let fastBody = flat;
-    fastStmt(flat, (r) => { fastBody = r; });
+    const toSave = (me: number) => m.block(null, [m.local.set(fsite, m.i32.const(me)), m.br(SAVE_LABEL)], binaryen.unreachable);
+    asFast(flat, (r) => { fastBody = r; }, { k: 0 }, holders, toSave, fastScratch);
     // the saves out of line, after the body: a site only notes its number and branches there
     if (plan.sites) {
       fastBody = m.block(null, [

@@ -106,6 +106,26 @@ function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAct
   }
 }
 
+/**
+ * The job's output and fuel at these slice sizes, with a checkpoint at every slice end and suspended every
+ * `suspend.every`-th decision into fresh Machines, all equal to `plain`'s.
+ */
+function exactEverywhere(job: CompiledJob, expected: Uint8Array, plainFuel: number, o: { slices: number[]; checkpoint: { slice: number; atLeast: number }; suspend: { slice: number; every: number; atLeast: number } }): void {
+  for (const slice of o.slices) {
+    const r = runVm(job, slice);
+    expect(Buffer.from(r.stdout).equals(Buffer.from(expected)), `slice ${slice}`).toBe(true);
+    expect(r.fuel, `slice ${slice}`).toBe(plainFuel);
+  }
+  const ck = runVm(job, o.checkpoint.slice, () => 'checkpoint');
+  expect(ck.checkpoints).toBeGreaterThan(o.checkpoint.atLeast);
+  expect(Buffer.from(ck.stdout).equals(Buffer.from(expected))).toBe(true);
+  expect(ck.fuel).toBe(plainFuel);
+  const moved = runVm(job, o.suspend.slice, (n) => (n % o.suspend.every === 0 ? 'suspend' : 'continue'));
+  expect(moved.machines).toBeGreaterThan(o.suspend.atLeast);
+  expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
+  expect(moved.fuel).toBe(plainFuel);
+}
+
 describe('budget checks on a local copy of the budget', () => {
   const original = wat(MODULE, FEATURES);
   const expected = reference(original);
@@ -125,21 +145,9 @@ describe('budget checks on a local copy of the budget', () => {
     const plain = runVm(job, 200_000);
     expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
     expect(plain.fuel).toBeGreaterThan(400_000);
-    for (const slice of [1, 7, 333, 10_007]) {
-      const r = runVm(job, slice);
-      expect(Buffer.from(r.stdout).equals(Buffer.from(expected)), `slice ${slice}`).toBe(true);
-      expect(r.fuel, `slice ${slice}`).toBe(plain.fuel);
-    }
-    // unwind and rewind in place at every slice end (the yield sites in loops, at entries, and after ticks)
-    const ck = runVm(job, 997, () => 'checkpoint');
-    expect(ck.checkpoints).toBeGreaterThan(300);
-    expect(Buffer.from(ck.stdout).equals(Buffer.from(expected))).toBe(true);
-    expect(ck.fuel).toBe(plain.fuel);
+    // unwind and rewind in place at every slice end (the yield sites in loops, at entries, and after ticks);
     // suspended every 7th slice and continued in a fresh Machine from the encoded snapshot
-    const moved = runVm(job, 1009, (n) => (n % 7 === 0 ? 'suspend' : 'continue'));
-    expect(moved.machines).toBeGreaterThan(40);
-    expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
-    expect(moved.fuel).toBe(plain.fuel);
+    exactEverywhere(job, expected, plain.fuel, { slices: [1, 7, 333, 10_007], checkpoint: { slice: 997, atLeast: 300 }, suspend: { slice: 1009, every: 7, atLeast: 40 } });
   });
 });
 
@@ -288,19 +296,7 @@ describe('loops unrolled by two', () => {
     // the checks counted: about half as many (the loops dominate the work)
     expect(plain.fuel).toBeLessThan(each.fuel * 0.6);
     expect(plain.fuel).toBeGreaterThan(each.fuel * 0.4);
-    for (const slice of [1, 13, 4_099]) {
-      const r = runVm(job, slice);
-      expect(Buffer.from(r.stdout).equals(Buffer.from(expected)), `slice ${slice}`).toBe(true);
-      expect(r.fuel, `slice ${slice}`).toBe(plain.fuel);
-    }
     // the leaves only tick: a checkpoint waits for the next yield, in _start's loop of 60 rounds
-    const ck = runVm(job, 211, () => 'checkpoint');
-    expect(ck.checkpoints).toBeGreaterThan(30);
-    expect(Buffer.from(ck.stdout).equals(Buffer.from(expected))).toBe(true);
-    expect(ck.fuel).toBe(plain.fuel);
-    const moved = runVm(job, 307, (n) => (n % 2 === 0 ? 'suspend' : 'continue'));
-    expect(moved.machines).toBeGreaterThan(12);
-    expect(Buffer.from(moved.stdout).equals(Buffer.from(expected))).toBe(true);
-    expect(moved.fuel).toBe(plain.fuel);
+    exactEverywhere(job, expected, plain.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 211, atLeast: 30 }, suspend: { slice: 307, every: 2, atLeast: 12 } });
   });
 });
