@@ -47,12 +47,16 @@ export function originalOnKernel(mod: WebAssembly.Module, name: string, args: st
         const p = kernelProcess(name, args);
         const inst = new WebAssembly.Instance(mod, p.imports({ yield() {}, tick() {}, memory_limit() {} }));
         p.setMemory(inst.exports.memory as WebAssembly.Memory);
+        // output gathered and written once, as a Machine does (MachineOptions.outputBuffer)
+        p.bufferOutput(64 * 1024);
         let code = 0;
         try {
           (inst.exports._start as () => void)();
         } catch (e) {
           if (!(e instanceof ProcExit)) throw e;
           code = e.code;
+        } finally {
+          p.flushOutput();
         }
         out.push(performance.now() - t0);
         if (code !== 0) throw new Error(`${name} (original) exited ${code}`);

@@ -3,9 +3,11 @@
 //   Machine          new Process + new Machine + run() + release(), the compiled job in hand, with an InstancePool:
 //                    the instance of the previous cycle, reset, runs the job (as run() and the grid's runners do)
 //   fresh instance   the same, instantiating each time, its memory from a MemoryPool (taken zeroed, given back)
-//   original         the uninstrumented module on gridvm's kernel (no Machine)
+//   original         the uninstrumented module on gridvm's kernel (no Machine), its output gathered as a Machine does
 //   node:wasi        new WASI + new Instance + start, same compiled module reused (in a child process: it segfaults)
-// Every variant writes the job's stdout/stderr to /dev/null (so all make the same write syscalls).
+// Every variant writes the job's stdout/stderr to /dev/null. gridvm's variants (and the original on its kernel)
+// gather the job's output between safe points (MachineOptions.outputBuffer): hello's ten lines, which wasi-libc
+// line-buffers, are one write(2) there and ten under node:wasi (~4 µs each here, most of hello's time before).
 import { readFileSync, writeSync } from 'node:fs';
 import { Process, ProcExit } from '../kernel/index.js';
 import { createPageEngine, InstancePool, Machine, MemoryPool, prepareJob } from '../vm/index.js';
@@ -82,10 +84,13 @@ export async function benchStartup(opts: { iters?: number; guests?: string[] } =
       const p = mkProc();
       const inst = new WebAssembly.Instance(mod, p.imports({ yield() {}, tick() {}, memory_limit() {} }));
       p.setMemory(inst.exports.memory as WebAssembly.Memory);
+      p.bufferOutput(64 * 1024);
       try {
         (inst.exports._start as () => void)();
       } catch (e) {
         if (!(e instanceof ProcExit)) throw e;
+      } finally {
+        p.flushOutput();
       }
     }, iters, WARM);
     // node:wasi in a child process, with fewer cycles: here it segfaults after ~500-1000 instantiations in one

@@ -111,6 +111,13 @@ export interface MachineOptions {
    * back. Ignored for other modules.
    */
   instances?: InstancePool;
+  /**
+   * Gather up to this many bytes of the job's stdout/stderr between safe points and hand them to the Process's
+   * sinks as one write (Process.bufferOutput): at every yield and tick (so every ~`slice` units of work), when run()
+   * returns, before a read of stdin or a sleep, and in the order written. Default 64 KiB; 0 writes each fd_write
+   * through at once. wasi-libc line-buffers stdout, so without this a job printing lines makes a host write per line.
+   */
+  outputBuffer?: number;
 }
 
 /** Where a capture stores memory instead of copying it (MachineOptions.captureSink). */
@@ -317,6 +324,7 @@ export class Machine {
       throw new Trap('memory-limit', `the job's initial memory (${mib(this.memory.buffer.byteLength)}) is larger than the memory limit (${mib(limitPages * PAGE_SIZE)})`);
     }
     proc.setMemory(this.memory);
+    proc.bufferOutput(opts.outputBuffer ?? 64 * 1024);
     if (this.dirtyBase) proc.memory.onWrite = (ptr, len) => this.markHostWrite(ptr, len);
     this.memoryPeak = this.memory.buffer.byteLength;
     this.armBudget(0);
@@ -426,6 +434,7 @@ export class Machine {
         this.pending = { blob: snap.asyncify, backup: new Uint8Array(0) };
       }
     } finally {
+      this.proc.flushOutput();
       // memory grows between safe points too (a job that never reaches one, a memory bomb): count it at the end
       this.memoryPeak = Math.max(this.memoryPeak, this.memory.buffer.byteLength);
       this.elapsedBefore += this.opts.now() - this.runStart;
@@ -537,6 +546,7 @@ export class Machine {
    * left pending until the next unwindable check reaches `gridvm.yield` (see armPending).
    */
   private onTick(): void {
+    this.proc.flushOutput();
     this.checkLimits();
     if (this.pendingAction === undefined) {
       const a = this.decide();
@@ -556,6 +566,8 @@ export class Machine {
       this.finishRewind();
       return;
     }
+    // before a checkpoint captures stdoutBytes/stderrBytes, the sinks have them all
+    this.proc.flushOutput();
     this.checkLimits();
     if (this.noUnwind) {
       // on its way out (exit, abort, panic) through functions that cannot unwind: limits and kill only

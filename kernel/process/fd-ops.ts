@@ -114,6 +114,7 @@ export function fdWrite(p: Process, fd: number, iovs: Uint8Array[]): number {
     let total = 0;
     for (const b of iovs) total += b.length;
     if (total === 0) return 0;
+    if (p.gatherOutput(e.kind === 'stdout' ? 1 : 2, iovs, total)) return total;
     // one copy of all the iovecs (printf's writev has two): the callee may keep the bytes, and guest memory changes
     // under it (a borrowing callee gets one iovec as it is: a view of guest memory for the call)
     let bytes: Uint8Array;

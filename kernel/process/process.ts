@@ -116,6 +116,11 @@ export class Process {
   private stdinOffset = 0;
   private stdinSkip = 0;
   private stdinPending: Uint8Array | null = null;
+  /** gathered output (bufferOutput): outLen bytes of fd outFd in outBuf; outMax 0 = write through */
+  private outBuf: Uint8Array | null = null;
+  private outLen = 0;
+  private outFd = 1;
+  private outMax = 0;
 
   constructor(readonly opts: ProcessOptions, state?: ProcessState) {
     this.platform = opts.platform;
@@ -257,16 +262,71 @@ export class Process {
 
   writeStdout(bytes: Uint8Array): void {
     this._stdoutBytes += bytes.length;
+    if (this.outLen) this.flushOutput();
     this.opts.stdout(bytes);
   }
 
   writeStderr(bytes: Uint8Array): void {
     this._stderrBytes += bytes.length;
+    if (this.outLen) this.flushOutput();
     this.opts.stderr(bytes);
+  }
+
+  /**
+   * Coalesce the job's stdout/stderr writes: from now on, fd_write to either gathers its bytes (up to `bytes` of
+   * them) and the sinks get them at flushOutput(), in the order written (a write to the other stream, a read of
+   * stdin, a sleep in poll_oneoff or a full buffer flushes first). Whoever turns it on flushes: the Machine does at
+   * every safe point (each yield and tick) and whenever run() returns, so a checkpoint's stdoutBytes/stderrBytes
+   * always equal what the sinks have received. 0 turns it off (after a flush). wasi-libc line-buffers stdio that
+   * reports CHARACTER_DEVICE, so a printf loop is one host write per line without this.
+   */
+  bufferOutput(bytes: number): void {
+    this.flushOutput();
+    this.outMax = Math.max(0, Math.floor(bytes));
+    if (!this.outMax) this.outBuf = null;
+  }
+
+  /** Hand the gathered stdout/stderr bytes to their sink (see bufferOutput); nothing to do when none are held. */
+  flushOutput(): void {
+    const n = this.outLen;
+    if (!n) return;
+    this.outLen = 0;
+    const b = this.opts.borrowOutput ? this.outBuf!.subarray(0, n) : this.outBuf!.slice(0, n);
+    if (this.outFd === 1) this.opts.stdout(b);
+    else this.opts.stderr(b);
+  }
+
+  /**
+   * @internal fd_write to stdout (1) or stderr (2): `total` bytes in `iovs`. Returns false when the bytes are not
+   * gathered (buffering off, or more than the buffer holds): the caller then writes them through.
+   */
+  gatherOutput(fd: 1 | 2, iovs: Uint8Array[], total: number): boolean {
+    if (total > this.outMax) return false;
+    if (this.outLen && (this.outFd !== fd || this.outLen + total > this.outMax)) this.flushOutput();
+    let buf = this.outBuf;
+    if (!buf || buf.length < this.outLen + total) {
+      let size = buf ? buf.length : Math.min(this.outMax, 4096);
+      while (size < this.outLen + total) size = Math.min(this.outMax, size * 2);
+      const grown = new Uint8Array(size);
+      if (buf && this.outLen) grown.set(buf.subarray(0, this.outLen));
+      this.outBuf = buf = grown;
+    }
+    let o = this.outLen;
+    for (const v of iovs) {
+      buf.set(v, o);
+      o += v.length;
+    }
+    this.outLen = o;
+    this.outFd = fd;
+    if (fd === 1) this._stdoutBytes += total;
+    else this._stderrBytes += total;
+    return true;
   }
 
   /** Up to `max` bytes of stdin (empty = EOF), after discarding what a restored process had already consumed. */
   readStdin(max: number): Uint8Array {
+    // a prompt written before the read reaches the user first
+    if (this.outLen) this.flushOutput();
     const src = this.opts.stdin;
     if (!src || max <= 0) return new Uint8Array(0);
     while (this.stdinSkip > 0) {

@@ -85,6 +85,7 @@ export function pollOneoff(p: Process, subs: Subscription[]): PollEvent[] {
         if (r < min) min = r;
       }
       if (min <= 0n) break;
+      p.flushOutput();
       p.platform.sleepMs(Math.max(1, Math.ceil(Number(min) / 1e6)));
     }
   }

@@ -75,7 +75,8 @@ describe.runIf(hasClang())('gridvm run --nodes: a rank-aware job runs as N parts
 describe.runIf(hasClang())('live migration: --migrate-every 200ms finishes byte-identical', () => {
   const cases = [
     { guest: 'nbody', args: ['60000000'] },
-    { guest: 'recursion', args: ['2', '41'] },
+    // (moved every 100 ms: fib up to 41 makes it ~2-3 s, and one run under load ended after 9 moves at 200 ms)
+    { guest: 'recursion', args: ['2', '41'], everyMs: 100 },
     { guest: 'fileio', args: ['/data', '1500'], dir: true },
     { guest: 'nbody', args: ['60000000'], precopy: true },
     { guest: 'fileio', args: ['/data', '1500'], dir: true, precopy: true },

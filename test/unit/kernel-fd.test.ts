@@ -37,6 +37,54 @@ describe('stdio', () => {
     expect(g.proc.stdoutBytes).toBe(19);
   });
 
+  it('with bufferOutput, writes are gathered and reach the sinks at a flush, in the order written', () => {
+    const input = [enc.encode('typed\n')];
+    const g = new Guest({ stdin: () => input.shift() ?? null });
+    const calls: string[] = [];
+    g.proc.opts.stdout = (b) => calls.push(`out:${dec.decode(b)}`);
+    g.proc.opts.stderr = (b) => calls.push(`err:${dec.decode(b)}`);
+    g.proc.bufferOutput(16);
+    // line by line, as wasi-libc's line-buffered stdout writes: nothing reaches the sink yet, but the count is kept
+    expect(g.write(1, 'a\n')).toEqual([0, 2]);
+    expect(g.write(1, 'b', 'c\n')).toEqual([0, 3]);
+    expect(calls).toEqual([]);
+    expect(g.proc.stdoutBytes).toBe(5);
+    // a write to the other stream flushes first: the order across stdout and stderr is kept
+    expect(g.write(2, 'E1\n')).toEqual([0, 3]);
+    expect(calls).toEqual(['out:a\nbc\n']);
+    // so does a read of stdin (a prompt reaches the user before the job waits for the answer)
+    expect(g.write(1, 'name? ')).toEqual([0, 6]);
+    expect(calls).toEqual(['out:a\nbc\n', 'err:E1\n']);
+    expect(g.readFd(0, 16)).toEqual([0, enc.encode('typed\n')]);
+    expect(calls).toEqual(['out:a\nbc\n', 'err:E1\n', 'out:name? ']);
+    // more than the buffer holds: what is held goes first, then the big write through as it is
+    expect(g.write(1, 'x')).toEqual([0, 1]);
+    expect(g.write(1, '0123456789abcdefXYZ')).toEqual([0, 19]);
+    expect(calls.slice(3)).toEqual(['out:x', 'out:0123456789abcdefXYZ']);
+    // filling the buffer exactly, then one byte more: a flush of 16 bytes, one byte held
+    expect(g.write(1, '0123456789', 'abcdef')).toEqual([0, 16]);
+    expect(g.write(1, '!')).toEqual([0, 1]);
+    expect(calls.slice(5)).toEqual(['out:0123456789abcdef']);
+    g.proc.flushOutput();
+    g.proc.flushOutput();
+    expect(calls.slice(6)).toEqual(['out:!']);
+    // the sink owns its copy: it is not the buffer reused by the next writes
+    const kept: Uint8Array[] = [];
+    g.proc.opts.stdout = (b) => kept.push(b);
+    g.write(1, 'first');
+    g.proc.flushOutput();
+    g.write(1, 'later');
+    g.proc.flushOutput();
+    expect(kept.map((b) => dec.decode(b))).toEqual(['first', 'later']);
+    expect(g.proc.stdoutBytes).toBe(5 + 6 + 1 + 19 + 17 + 10);
+    expect(g.proc.stderrBytes).toBe(3);
+    // turned off: what is held is flushed, and writes go through at once again
+    g.write(2, 'held');
+    g.proc.bufferOutput(0);
+    g.write(2, 'now');
+    expect(calls.slice(7)).toEqual(['err:held', 'err:now']);
+  });
+
   it('fd_fdstat_get reports stdio as a character device without seek rights', () => {
     const g = new Guest();
     const p = g.alloc(24);

@@ -154,7 +154,12 @@ describe('poll_oneoff', () => {
   it('a relative monotonic clock subscription sleeps through platform.sleepMs', () => {
     const base = createNodePlatform();
     const slept: number[] = [];
-    const g = new Guest({ platform: { ...base, sleepMs: (ms) => { slept.push(ms); base.sleepMs(ms); } } });
+    // with gathered output, what the job wrote before it sleeps reaches the sink before the sleep
+    const heldWhenSleeping: number[] = [];
+    const g: Guest = new Guest({ platform: { ...base, sleepMs: (ms) => { slept.push(ms); heldWhenSleeping.push(g.out.length); base.sleepMs(ms); } } });
+    g.proc.bufferOutput(4096);
+    g.write(1, 'waiting...\n');
+    expect(g.out.length).toBe(0);
     const subs = g.alloc(SUB);
     const out = g.alloc(EV);
     const nev = g.alloc(4);
@@ -163,6 +168,8 @@ describe('poll_oneoff', () => {
     expect(g.call('poll_oneoff', subs, out, 1, nev)).toBe(0);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(29);
     expect(slept.length).toBeGreaterThan(0);
+    expect(heldWhenSleeping[0]).toBe(1);
+    expect(g.stdoutText()).toBe('waiting...\n');
     expect(g.u32(nev)).toBe(1);
     expect(events(g, out, 1)).toEqual([{ userdata: 0xabcdn, error: 0, type: 0, nbytes: 0n }]);
   });
