@@ -7,12 +7,13 @@ import { renameFunctionNames } from './namesection.js';
 import { activeDataPages, exportMemory, hasStartSection } from './wasmbin.js';
 import { InstrumentError } from './errors.js';
 import { addDirtyTracking } from './dirty.js';
+import { unrollSelfRecursion } from './recursion.js';
 import { addUnwind, UNWIND_PREPARE, UnwindUnsupported, type UnwindStats } from './unwind.js';
 import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 16;
+export const INSTRUMENT_VERSION = 17;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -84,6 +85,8 @@ export interface InstrumentInfo {
     coldFunctions?: number;
     /** loops unrolled by two, so their check runs once per two iterations (vm/loops.ts) */
     unrolledLoops?: number;
+    /** self-recursive functions unrolled by one level (InstrumentOptions.unrollRecursion), and the calls inlined */
+    unrolledRecursion?: { functions: number; calls: number };
     grows: number;
     tries: number;
     unknownExpressionKinds: number;
@@ -160,6 +163,12 @@ export interface InstrumentOptions {
    * 4 GiB). The same output either way; fuel counts checks, so it is lower with unrolling.
    */
   unrollLoops?: boolean;
+  /**
+   * Unroll small self-recursive functions by one level (vm/recursion.ts): each call to itself becomes a copy of its
+   * body, so one activation does two levels' work and pays one budget check. Default: as `unrollLoops`. The same
+   * output either way; fuel is lower with it.
+   */
+  unrollRecursion?: boolean;
   /** run Asyncify (and the optimiser) with this instead of binaryen.js */
   asyncify?: AsyncifyRunner;
   onProgress?: (stage: string, fraction: number) => void;
@@ -179,6 +188,11 @@ const F = binaryen.Features;
 const ENGINE_FEATURES =
   F.MVP | F.MutableGlobals | F.NontrappingFPToInt | F.SIMD128 | F.BulkMemory | F.BulkMemoryOpt | F.SignExt |
   F.ReferenceTypes | F.Multivalue | F.ExceptionHandling | F.TailCall | F.ExtendedConst;
+/**
+ * Expressions in a self-recursive function unrolled by one level (vm/recursion.ts): its body grows by a copy per
+ * self-call (fib's two: 3x), so only small ones, where a check per call weighs most.
+ */
+const UNROLL_RECURSION_MAX = 80;
 /** Expression-class accessors that binaryen.js has but its type declarations omit. */
 const X = binaryen as unknown as {
   Loop: { getBody(e: number): number; setBody(e: number, body: number): void };
@@ -354,6 +368,9 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   let throws = 0;
   let stateOps = 0;
   const unknownBefore = unknownTotal();
+  // not for the large modules the native tool handles, as unrollLoops
+  const unrollRecursion = opts.unrollRecursion ?? opts.unrollLoops ?? !opts.asyncify;
+  const unrolledRecursion = { functions: 0, calls: 0 };
   for (let i = 0; i < nFuncs; i++) {
     const ref = m.getFunctionByIndex(i);
     const f = binaryen.getFunctionInfo(ref);
@@ -362,6 +379,14 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
     if (facts.tailCalls) {
       if (!lowerTailCalls(m, ref)) throw new InstrumentError(`function ${f.name} uses tail calls (return_call) in code gridvm cannot rewrite; Asyncify does not support tail calls: build without -mtail-call`);
       facts = walkFunction(binaryen.getFunctionInfo(ref).body);
+    }
+    if (unrollRecursion && !facts.loops.length && facts.calls.has(f.name)) {
+      const n = unrollSelfRecursion(m, ref, f.name, UNROLL_RECURSION_MAX);
+      if (n) {
+        unrolledRecursion.functions++;
+        unrolledRecursion.calls += n;
+        facts = walkFunction(X.Function.getBody(ref));
+      }
     }
     funcs.push({ ref, name: f.name, body: binaryen.getFunctionInfo(ref).body, results: f.results });
     edges.set(f.name, facts.calls);
@@ -651,6 +676,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
         budgetFreeFunctions: budgetFree.size,
         coldFunctions: cold.size,
         unrolledLoops,
+        unrolledRecursion,
         tries,
         unknownExpressionKinds: unknownTotal(),
         renamedAsyncifyExports: renamed,

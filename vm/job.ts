@@ -13,7 +13,7 @@ export interface ModuleCache {
 
 /** The cache key of an instrumented module: the source's hash, the instrumentation version and its options. */
 export function moduleCacheKey(sourceHash: string, opts?: InstrumentOptions): string {
-  return `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts?.optimizeLevel ?? 1}${opts?.dirtyPages ? '-dirty' : ''}${opts?.unwind === 'asyncify' ? '-asyncify' : ''}${(opts?.unrollLoops ?? !opts?.asyncify) ? '' : '-nounroll'}${opts?.asyncify ? `-${opts.asyncify.id}` : ''}`;
+  return `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts?.optimizeLevel ?? 1}${opts?.dirtyPages ? '-dirty' : ''}${opts?.unwind === 'asyncify' ? '-asyncify' : ''}${(opts?.unrollLoops ?? !opts?.asyncify) ? '' : '-nounroll'}${(opts?.unrollRecursion ?? opts?.unrollLoops ?? !opts?.asyncify) ? '' : '-norecunroll'}${opts?.asyncify ? `-${opts.asyncify.id}` : ''}`;
 }
 
 const memoryCache = new Map<string, { bytes: Uint8Array; info: InstrumentInfo; module?: WebAssembly.Module; hash?: string }>();

@@ -300,3 +300,73 @@ describe('loops unrolled by two', () => {
     exactEverywhere(job, expected, plain.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 211, atLeast: 30 }, suspend: { slice: 307, every: 2, atLeast: 12 } });
   });
 });
+
+const RECURSION = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $fib (param $n i32) (result i32)
+    (if (i32.lt_u (local.get $n) (i32.const 2)) (then (return (local.get $n))))
+    (i32.add (call $fib (i32.sub (local.get $n) (i32.const 1))) (call $fib (i32.sub (local.get $n) (i32.const 2)))))
+  ;; a self-call in another's operand; returns from inside nested ifs
+  (func $ack (param $m i32) (param $n i32) (result i32)
+    (if (i32.eqz (local.get $m)) (then (return (i32.add (local.get $n) (i32.const 1)))))
+    (if (i32.eqz (local.get $n)) (then (return (call $ack (i32.sub (local.get $m) (i32.const 1)) (i32.const 1)))))
+    (call $ack (i32.sub (local.get $m) (i32.const 1)) (call $ack (local.get $m) (i32.sub (local.get $n) (i32.const 1)))))
+  ;; no result, an early bare return, memory effects, and a local read before it is written (zero in every
+  ;; activation: its copies' locals must be too)
+  (func $walk (param $d i32)
+    (local $acc i32)
+    (if (i32.le_s (local.get $d) (i32.const 0)) (then (return)))
+    (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 7)) (local.get $d)))
+    (i32.store offset=256 (i32.shl (i32.and (local.get $d) (i32.const 15)) (i32.const 2))
+      (i32.add (i32.mul (i32.load offset=256 (i32.shl (i32.and (local.get $d) (i32.const 15)) (i32.const 2))) (i32.const 31)) (local.get $acc)))
+    (call $walk (i32.sub (local.get $d) (i32.const 1)))
+    (if (i32.and (local.get $d) (i32.const 1)) (then (call $walk (i32.sub (local.get $d) (i32.const 2))))))
+  ;; has a loop: not unrolled (a copy could run twice in one activation)
+  (func $looped (param $n i32) (result i32)
+    (local $i i32) (local $h i32)
+    (if (i32.eqz (local.get $n)) (then (return (i32.const 1))))
+    (loop $l
+      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 3)) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 5))))
+    (i32.xor (local.get $h) (call $looped (i32.sub (local.get $n) (i32.const 1)))))
+  (func $print (param $v i32)
+    (i32.store (i32.const 16) (local.get $v))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4))))
+  (func (export "_start")
+    (local $i i32) (local $h i32)
+    (call $print (call $fib (i32.const 21)))
+    (call $print (call $ack (i32.const 2) (i32.const 120)))
+    (call $walk (i32.const 19))
+    (loop $sum
+      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 17)) (i32.load offset=256 (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br_if $sum (i32.lt_u (local.get $i) (i32.const 64))))
+    (call $print (local.get $h))
+    (call $print (call $looped (i32.const 300)))))`;
+
+describe('self-recursion unrolled by one level', () => {
+  const original = wat(RECURSION, FEATURES);
+  const expected = reference(original);
+
+  it('checks once per two levels, computes what the original computes, and stays exact under checkpoints and suspensions', async () => {
+    const { info } = instrument(original);
+    // $fib (2 self-calls), $ack (3, one in another's operand), $walk (2); not $looped
+    expect(info.stats.unrolledRecursion).toEqual({ functions: 3, calls: 7 });
+    expect(instrument(original, { unrollRecursion: false }).info.stats.unrolledRecursion).toEqual({ functions: 0, calls: 0 });
+    expect(expected.length).toBe(16);
+    const job = await prepareJob(original);
+    const once = await prepareJob(original, { instrument: { unrollRecursion: false } });
+    const plain = runVm(job, 200_000);
+    const each = runVm(once, 200_000);
+    expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(Buffer.from(each.stdout).equals(Buffer.from(expected))).toBe(true);
+    // a check per activation that recurses, and half as many of those (fib: one for up to three calls)
+    expect(plain.fuel).toBeLessThan(each.fuel * 0.6);
+    expect(plain.fuel).toBeGreaterThan(each.fuel * 0.2);
+    exactEverywhere(job, expected, plain.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 211, atLeast: 30 }, suspend: { slice: 307, every: 2, atLeast: 12 } });
+  });
+});
