@@ -27,7 +27,7 @@ interface Job {
 export const OVERHEAD_JOBS: Job[] = [
   { name: 'nbody', args: ['16000000'] },
   { name: 'malloc_churn', args: ['6', '1000000'] },
-  { name: 'recursion', args: ['1'], note: 'scale 1 (~0.1 s, shorter than the others): at scale 2 the instrumented module overflows the host call stack (trap "stack-overflow") while the original runs on the kernel and under node:wasi' },
+  { name: 'recursion', args: ['2'], note: 'scale 2 (~0.13 s, shorter than the others: longer fib phases would weigh its fib even more). Faster than its original: its small self-recursive functions (fib, Ackermann, the tree walks) are unrolled by one level (vm/recursion.ts), a third of fib\'s calls, which more than pays for the checks (1.35x without it, measured in separate processes); so the geomean is also given without it. Before the unrolling, the instrumented module overflowed the host call stack at scale 2.' },
   { name: 'rank', args: ['7000000'] },
   { name: 'as_gc', args: [] },
 ];
@@ -125,7 +125,7 @@ interface Row {
 }
 
 export async function benchOverhead(opts: { iters?: number } = {}): Promise<Section> {
-  const iters = opts.iters ?? 5;
+  const iters = opts.iters ?? 7;
   const pages = createPageEngine('auto');
   const rows: Row[] = [];
   for (const job of OVERHEAD_JOBS) {
@@ -173,13 +173,25 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
   }
   const startup = existsSync(guestNative('hello')) ? median(nativeRuns(guestNative('hello'), [], 1, 9)) : undefined;
 
-  const rOrig = rows.map((r) => min(r.instr) / min(r.orig));
+  // The ratio per job: the median over the rounds of gridvm / original within the round (run back to back). This
+  // machine changes speed for tens of seconds at a time (the same original module: ~860 or ~1250 ms for
+  // malloc_churn, in phases), so a phase change between the variants' best runs can skew a best/best ratio by
+  // tens of percent; a round's two runs share a phase. Best/best and median/median are shown alongside.
+  const rOrig = rows.map((r) => median(r.instr.map((t, i) => t / r.orig[i]!)));
+  const rBest = rows.map((r) => min(r.instr) / min(r.orig));
   const rOrigMed = rows.map((r) => median(r.instr) / median(r.orig));
   const withWasi = rows.filter((r) => r.wasi);
   const withNative = rows.filter((r) => r.native);
   const gm = geomean(rOrig);
+  // recursion runs faster than its original (self-recursion unrolled): the overhead of the others on their own
+  const others = rows.map((r, i) => (r.job.name === 'recursion' ? undefined : rOrig[i]!)).filter((x): x is number => x !== undefined);
+  const gmOthers = others.length < rows.length && others.length ? geomean(others) : undefined;
   const body = [
-    `Best of ${iters} (and median) after one untimed first run per variant; the ratio columns use the best times. ` +
+    `Best of ${iters} (and median) after one untimed first run per variant, the variants interleaved round by round. ` +
+      '**gridvm / original** is the median over the rounds of the ratio within a round (the two runs back to back): ' +
+      'this machine changes speed for tens of seconds at a time (the same original module took ~860 or ~1250 ms for ' +
+      'malloc_churn, in phases), which can put one variant\'s best run and the other\'s in different phases; the ' +
+      'other ratio columns use the best times. ' +
       'Wall time of one whole run (instantiate + _start), in-process except node:wasi (child process, same method) ' +
       'and native (spawned: includes process start-up' + (startup !== undefined ? `, ~${ms(startup)} ms for a trivial native program` : '') + ').',
     '',
@@ -189,7 +201,7 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
         `${r.job.name} ${r.job.args.join(' ')}`.trim(),
         `${ms(min(r.orig))} (${ms(median(r.orig))})`,
         `${ms(min(r.instr))} (${ms(median(r.instr))})`,
-        `**${ratio(rOrig[i])}** (median ${ratio(rOrigMed[i])})`,
+        `**${ratio(rOrig[i])}** (best/best ${ratio(rBest[i])}, median/median ${ratio(rOrigMed[i])})`,
         `${ms(min(r.tracked))} (${ratio(min(r.tracked) / min(r.orig))}, ${ratio(min(r.tracked) / min(r.instr))})`,
         r.wasi ? `${ms(min(r.wasi))} (${ms(median(r.wasi))})` : r.wasiError ?? '—',
         r.wasi ? ratio(min(r.instr) / min(r.wasi)) : '—',
@@ -202,7 +214,8 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
     table(
       ['geomean', 'ratio', 'jobs'],
       [
-        ['gridvm / original on kernel (target <= 1.08x)', `**${ratio(gm)}** (medians: ${ratio(geomean(rOrigMed))})`, String(rows.length)],
+        ['gridvm / original on kernel (target <= 1.08x)', `**${ratio(gm)}** (best/best: ${ratio(geomean(rBest))}, median/median: ${ratio(geomean(rOrigMed))})`, String(rows.length)],
+        ...(gmOthers !== undefined ? [['the same without recursion (faster than its original: see its note)', `**${ratio(gmOthers)}**`, String(others.length)]] : []),
         ['with dirty-page tracking / gridvm (the cost of `--track-dirty`, `--precopy`)', ratio(geomean(rows.map((r) => min(r.tracked) / min(r.instr)))), String(rows.length)],
         ['original on kernel / node:wasi (kernel cost)', withWasi.length ? ratio(geomean(withWasi.map((r) => min(r.orig) / min(r.wasi!)))) : '—', String(withWasi.length)],
         ['gridvm / node:wasi', withWasi.length ? ratio(geomean(withWasi.map((r) => min(r.instr) / min(r.wasi!)))) : '—', String(withWasi.length)],
@@ -215,8 +228,9 @@ export async function benchOverhead(opts: { iters?: number } = {}): Promise<Sect
   const targets: TargetCheck[] = [{
     what: 'instrumentation overhead (geomean, instrumented / original on gridvm\'s kernel)',
     target: '<= 1.08x',
-    measured: `${ratio(gm)} (per job: ${rows.map((r, i) => `${r.job.name} ${ratio(rOrig[i])}`).join(', ')})`,
-    met: gm <= 1.08,
+    measured: `${ratio(gm)}${gmOthers !== undefined ? `, ${ratio(gmOthers)} without recursion` : ''} (per job: ${rows.map((r, i) => `${r.job.name} ${ratio(rOrig[i])}`).join(', ')})`,
+    // not met on the strength of recursion alone, whose unrolling makes it faster than its original
+    met: gm <= 1.08 && (gmOthers === undefined || gmOthers <= 1.08),
   }];
   return { title: '1. Instrumentation overhead', body, targets };
 }
