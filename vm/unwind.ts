@@ -35,6 +35,8 @@ export const DATA_GLOBAL = '__asyncify_data';
  * ~14% on recursion of small functions.
  */
 const TAG = '__gridvm_unwinding';
+/** the import that widens the unwind window (gridvm.unwind_window) */
+const WINDOW_FN = '__gridvm_unwind_window';
 /** the label of the fast version's body: a site that unwinds branches out of it to the saves */
 const SAVE_LABEL = '__gridvm_save';
 
@@ -273,6 +275,9 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
   /** a site calling an import (gridvm.yield, a blocking grid call): it returns, with the state set, to unwind */
   const isImport = (call: number): boolean => binaryen.getExpressionId(call) === CALL && !resumeOf.has(targetOf(call));
   m.addTag(TAG, binaryen.none, binaryen.none);
+  // a frame that would end past the window asks the host to widen it (a tier-up re-entry backs up only what the
+  // window covers, not all of memory); the host traps if the frames cannot fit
+  m.addFunctionImport(WINDOW_FN, 'gridvm', 'unwind_window', i32, binaryen.none);
   /**
    * A site's call as the resume version makes it: a direct call to a function with a resume version calls that
    * version while rewinding (so the callee needs no check at its entry), the fast one otherwise.
@@ -331,7 +336,8 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       const { slots, size } = frames[k]!;
       return m.block(null, [
         m.local.set(p, m.i32.load(0, 4, data())),
-        m.if(m.i32.gt_u(m.i32.add(m.local.get(p, i32), m.i32.const(size)), m.i32.load(4, 4, data())), m.unreachable()),
+        m.if(m.i32.gt_u(m.i32.add(m.local.get(p, i32), m.i32.const(size)), m.i32.load(4, 4, data())),
+          m.call(WINDOW_FN, [m.i32.add(m.local.get(p, i32), m.i32.const(size))], binaryen.none)),
         ...slots.map((s) => store(s.type, s.at, m.local.get(p, i32), m.local.get(s.local, s.type))),
         m.i32.store(size - 4, 1, m.local.get(p, i32), m.i32.const(k)),
         m.i32.store(0, 4, data(), m.i32.add(m.local.get(p, i32), m.i32.const(size))),

@@ -56,6 +56,8 @@ export interface VmHooks {
   memory_limit(pages: number): void;
   /** the job entered a function that never returns: do not unwind it any more (instrumentation version 9+) */
   nounwind?(): void;
+  /** the unwind needs its window to reach `end` (instrumentation version 18+; see the syscall table) */
+  unwind_window?(end: number): void;
   /** suspends spawn/fork/wait (see BlockHook); without it they fail with NOSYS */
   block?: BlockHook;
 }
@@ -185,7 +187,7 @@ export class Process {
     const h = hooks as VmHooks;
     // groups of functions that link() looks up in order, not merged into one object per namespace (an Object.assign
     // of the four WASI groups cost ~1.7 µs per process), in the order that lets the group a merge let win come first
-    const gridvm = [gridImpls(this, h.block), { yield: h.yield, tick: h.tick, memory_limit: h.memory_limit, nounwind: h.nounwind ?? noUnwindHost }];
+    const gridvm = [gridImpls(this, h.block), { yield: h.yield, tick: h.tick, memory_limit: h.memory_limit, nounwind: h.nounwind ?? noUnwindHost, unwind_window: h.unwind_window ?? noUnwindHost }];
     const wasi = [pollImpls(this), pathImpls(this), fdImpls(this), envImpls(this)];
     return link(SYSCALLS, { wasi_snapshot_preview1: wasi, gridvm }, used);
   }
@@ -375,7 +377,7 @@ export class Process {
   }
 }
 
-/** gridvm.nounwind for hosts that pass plain handlers (an original, uninstrumented module never calls it). */
+/** gridvm.nounwind / unwind_window for hosts that pass plain handlers (an original, uninstrumented module never calls them). */
 function noUnwindHost(): never {
-  throw new Error('gridvm.nounwind: this host runs instrumented jobs without unwinding control; use the vm Machine');
+  throw new Error('gridvm.nounwind / unwind_window: this host runs instrumented jobs without unwinding control; use the vm Machine');
 }
