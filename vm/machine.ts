@@ -26,6 +26,11 @@ interface ModuleFacts {
   reusable: boolean;
   /** gridvm's unwind asks to widen its window (gridvm.unwind_window): a re-entry backs up only what it covers */
   window: boolean;
+  /**
+   * A Machine of this module in this process has made all the default tier-up re-entries: V8 shares a module's
+   * optimised code between its instances, so later Machines start in it and skip them (see MachineOptions.reenterAt).
+   */
+  warm: boolean;
 }
 const moduleFacts = new WeakMap<WebAssembly.Module, ModuleFacts>();
 
@@ -44,6 +49,7 @@ function factsOf(job: CompiledJob): ModuleFacts {
       dirty,
       reusable: !!job.info.reusable && importsMemory && !dirty,
       window: imports.some((i) => i.kind === 'function' && i.module === 'gridvm' && i.name === 'unwind_window'),
+      warm: false,
     };
     moduleFacts.set(job.module, f);
   }
@@ -97,6 +103,10 @@ export interface MachineOptions {
   /**
    * Re-enter the job through an unwind/rewind at these elapsed times (ms) and then every `reenterEvery`:
    * V8 has no on-stack replacement for Wasm, so a long-running `main` stays in baseline code until re-entered.
+   * Default: 50, 150 and 450 ms, until a Machine of the same module in this process has made all three; later ones
+   * (a node running the module again) make none: V8 shares a module's optimised code between its instances, and a
+   * re-entered job runs on in its resume versions' clean loop copies, which measured 6-7% slower than the fast
+   * versions (nbody, malloc_churn, warm module).
    */
   reenterAt?: number[];
   reenterEvery?: number;
@@ -200,6 +210,9 @@ interface AsyncifyExports {
 }
 
 const DEFAULT_SLICE = 200_000;
+/** Tier-up re-entries (ms of running) for the first Machines of a module in a process (MachineOptions.reenterAt). */
+const DEFAULT_REENTER_AT: readonly number[] = [50, 150, 450];
+const NO_REENTRIES: readonly number[] = [];
 /** The unwind window a tier-up re-entry backs up first (widened on demand: Machine.onUnwindWindow). */
 const INITIAL_WINDOW = 64 * 1024;
 /** MachineOptions.captureProgress: bytes per chunk of the capture copy (64 pages) */
@@ -257,6 +270,7 @@ export class Machine {
   /** the last run() ended in an exit with the instance in its normal state (it may be reused) */
   private cleanExit = false;
   private released = false;
+  private readonly facts: ModuleFacts;
   /** the module widens its unwind window on demand (ModuleFacts.window) */
   private readonly smallWindow: boolean = false;
   /**
@@ -287,6 +301,7 @@ export class Machine {
       unwind_window: (end: number) => this.onUnwindWindow(end),
     }, facts.used);
     this.smallWindow = facts.window;
+    this.facts = facts;
     const ns = imports as Record<string, Record<string, HostFn>>;
     for (const s of SYSCALLS) if (s.blocking && ns[s.ns]?.[s.name]) ns[s.ns]![s.name] = this.blockingImport(ns[s.ns]![s.name]!);
     // The job's memory is imported as gridvm.memory (instrumentation version 7+): ours, or the one supplied. It is
@@ -418,7 +433,7 @@ export class Machine {
     this.started = true;
     this.runStart = this.opts.now();
     this.inRun = true;
-    const at = this.opts.reenterAt ?? [50, 150, 450];
+    const at = this.reenterPoints();
     this.nextReenter = at.length ? at[0]! : (this.opts.reenterEvery ?? Infinity);
     this.reenterIdx = 0;
     try {
@@ -656,9 +671,16 @@ export class Machine {
   }
 
   private scheduleNextReenter(): void {
-    const at = this.opts.reenterAt ?? [50, 150, 450];
+    const at = this.reenterPoints();
     this.reenterIdx++;
     this.nextReenter = this.reenterIdx < at.length ? at[this.reenterIdx]! : this.nextReenter + (this.opts.reenterEvery ?? Infinity);
+    // the last default re-entry is due: from the next Machine of this module on, its code is optimised from the start
+    if (this.opts.reenterAt === undefined && this.reenterIdx >= at.length) this.facts.warm = true;
+  }
+
+  /** The re-entry times of this run: MachineOptions.reenterAt, else the defaults unless the module is warm. */
+  private reenterPoints(): readonly number[] {
+    return this.opts.reenterAt ?? (this.facts.warm ? NO_REENTRIES : DEFAULT_REENTER_AT);
   }
 
   private nextSlice(): number {

@@ -92,4 +92,24 @@ describe.runIf(hasClang() && existsSync(guestPath('recursion')))('tier-up re-ent
       expect(vm.machine.windowWidenings).toBeGreaterThan(2);
     }
   });
+
+  it('by default, the first Machine of a module re-enters at 50, 150 and 450 ms; later ones of the module, warm, do not', async () => {
+    // a fresh module object (not the shared compiled one of other tests): the warmth is per module
+    const shared = await loadGuest('nbody');
+    const job = { ...shared, module: new WebAssembly.Module(shared.bytes as Uint8Array<ArrayBuffer>) };
+    const args = ['nbody', '12000000'];
+    const first = new TestVm(job, { args });
+    expect(first.machine.run()).toEqual({ kind: 'exit', code: 0 });
+    expect(first.machine.elapsedMs).toBeGreaterThan(450);
+    expect(first.machine.reentries).toBe(3);
+    const second = new TestVm(job, { args });
+    expect(second.machine.run()).toEqual({ kind: 'exit', code: 0 });
+    expect(second.machine.reentries).toBe(0);
+    expect(second.stdout).toBe(first.stdout);
+    expect(second.machine.fuelUsed).toBe(first.machine.fuelUsed);
+    // asked for explicitly, re-entries still happen
+    const asked = new TestVm(job, { args: ['nbody', '400000'], machine: { reenterAt: [0, 1] } });
+    expect(asked.machine.run()).toEqual({ kind: 'exit', code: 0 });
+    expect(asked.machine.reentries).toBe(2);
+  });
 });
