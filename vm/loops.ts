@@ -2,7 +2,9 @@ import binaryen from 'binaryen';
 import { children, renameLabels } from './walk.js';
 
 /**
- * Loop unrolling by two, so that a budget check at the loop's head runs once per two iterations.
+ * Loop unrolling by two (tiny loops, of at most a quarter of the size limit, by four), so that a budget check at
+ * the loop's head runs once per two (four) iterations. By four measured malloc_churn ~1.5-2.5% faster than by two
+ * (its chain walks and byte loops; paired runs in one process), nbody the same.
  *
  * A tight loop (a byte loop over a payload, an allocator's bin scan, n-body's pair loop) feels its check: measured in
  * separate processes, malloc_churn ran 1.19x its original with a check per iteration, 1.02x with none in its loops,
@@ -13,7 +15,8 @@ import { children, renameLabels } from './walk.js';
  * Only loops of the form compilers emit for `do … while` (LLVM rotates loops into it) are unrolled:
  * `loop $l { S…; br_if $l C }` with the back edge last, no nested loop, no exception handling, and no branch to the
  * body block's own label (it would skip the back edge, and so leave the loop, where the copy would go on). It becomes
- * `loop $l { S…; if (C) { S'…; br_if $l C' } }` with S', C' a copy whose own labels are renamed. Any other branch
+ * `loop $l { S…; if (C) { S'…; br_if $l C' } }` with S', C' a copy whose own labels are renamed (by four, the
+ * copies nest: `S…; if (C) { S1…; if (C1) { S2…; if (C2) { S3…; br_if $l C3 } } }`). Any other branch
  * (out of the loop, or to `$l` from inside S: a `continue`) means the same in either half.
  */
 export function unrollLoop(m: binaryen.Module, loop: number, suffix: string, maxExpressions: number): boolean {
@@ -39,12 +42,23 @@ export function unrollLoop(m: binaryen.Module, loop: number, suffix: string, max
     if (own && id === binaryen.SwitchId && [...(info(e).names as string[]), info(e).defaultName].includes(own)) return false;
     if (!children(e, stack)) return false;
   }
-  const copy = m.copyExpression(body);
-  renameLabels(copy, suffix);
-  const copied = info(copy).children as number[];
+  // tiny loops (a list walk, a byte compare) by four: their check weighs most against a body of a few instructions
+  const factor = count * 4 <= maxExpressions ? 4 : 2;
+  // from the innermost copy out: S(k-1)...; br_if $l C(k-1), then S(j)...; if (C(j)) { <copy j+1> } for j = k-2 ... 1
+  let inner: number | undefined;
+  for (let j = factor - 1; j >= 1; j--) {
+    const copy = m.copyExpression(body);
+    renameLabels(copy, `${suffix}${j > 1 ? `_${j}` : ''}`);
+    const copied = info(copy).children as number[];
+    if (inner === undefined) inner = m.block(null, copied, binaryen.none);
+    else {
+      const cl = info(copied[copied.length - 1]!);
+      inner = m.block(null, [...copied.slice(0, -1), m.if(cl.condition as number, inner)], binaryen.none);
+    }
+  }
   (binaryen as unknown as { Loop: { setBody(e: number, b: number): void } }).Loop.setBody(loop, m.block(own, [
     ...stmts.slice(0, -1),
-    m.if(li.condition as number, m.block(null, copied, binaryen.none)),
+    m.if(li.condition as number, inner!),
   ], binaryen.none));
   return true;
 }

@@ -270,18 +270,18 @@ const LOOPS = `(module
     (local.set $i (i32.const 0))
     (loop $rounds
       (local.set $r (i32.add (local.get $r) (call $scan (i32.const 4096))))
-      (local.set $r (i32.xor (local.get $r) (call $odd (i32.add (i32.const 2001) (i32.shl (local.get $i) (i32.const 1))))))
+      (local.set $r (i32.xor (local.get $r) (call $odd (i32.add (i32.const 2001) (local.get $i)))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $rounds (i32.lt_u (local.get $i) (i32.const 60))))
     (call $print (local.get $r))
     (call $print (call $named (i32.const 1001)))
     (call $print (call $scan (i32.const 37)))))`;
 
-describe('loops unrolled by two', () => {
+describe('loops unrolled by two, tiny ones by four', () => {
   const original = wat(LOOPS, FEATURES);
   const expected = reference(original);
 
-  it('check once per two iterations, compute what the original computes, and stay exact under checkpoints and suspensions', async () => {
+  it('check once per two (four) iterations, compute what the original computes, and stay exact under checkpoints and suspensions', async () => {
     const { info } = instrument(original);
     // $scan, $odd and _start's two (not $named)
     expect(info.stats.unrolledLoops).toBe(4);
@@ -293,11 +293,12 @@ describe('loops unrolled by two', () => {
     const each = runVm(once, 200_000);
     expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
     expect(Buffer.from(each.stdout).equals(Buffer.from(expected))).toBe(true);
-    // the checks counted: about half as many (the loops dominate the work)
-    expect(plain.fuel).toBeLessThan(each.fuel * 0.6);
-    expect(plain.fuel).toBeGreaterThan(each.fuel * 0.4);
+    // the checks counted: a quarter to a half as many (the loops dominate the work; $odd's loop and _start's
+    // $fill are tiny, so by four: every trip count mod 4 is among $odd's 2001..2060)
+    expect(plain.fuel).toBeLessThan(each.fuel * 0.42);
+    expect(plain.fuel).toBeGreaterThan(each.fuel * 0.2);
     // the leaves only tick: a checkpoint waits for the next yield, in _start's loop of 60 rounds
-    exactEverywhere(job, expected, plain.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 211, atLeast: 30 }, suspend: { slice: 307, every: 2, atLeast: 12 } });
+    exactEverywhere(job, expected, plain.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 97, atLeast: 20 }, suspend: { slice: 131, every: 2, atLeast: 12 } });
   });
 });
 
