@@ -4,15 +4,16 @@
 export function LIMITS(what: string, _measured: string): string {
   if (what.startsWith('instrumentation overhead')) {
     return 'Not the kernel (original on kernel ≈ node:wasi, ~1.0x), nor the stack capture on a call that does not ' +
-      'unwind (vm/unwind.ts: an exception carries the unwind), nor the rest of a resumed frame (its loops go on in ' +
-      'clean copies). Small do-while loops are unrolled by two (one check per two iterations; malloc_churn 1.19x -> ' +
-      '1.07x in separate processes, 1.02x with no loop checks at all), ticking checks call in place (nbody 1.21x -> ' +
-      '1.12x), and small self-recursive functions are unrolled by one level (recursion 1.35x -> 0.65x: faster than its ' +
-      'original, so the target also asks the other jobs\' geomean to be <= 1.08x). What remains is the ' +
-      'per-iteration check of loops that are not unrolled: nested loops and bodies over 120 expressions (nbody\'s ' +
-      'pair loops: ~20 checks per step of ~50 ns), and malloc\'s bin scans. This machine also changes speed for tens of ' +
-      'seconds at a time (the same original module: ~860 or ~1250 ms for malloc_churn, hello 47 or 78 µs), which ' +
-      'is why the ratio is the median of back-to-back pairs.';
+      'unwind (vm/unwind.ts: an exception carries the unwind). Small do-while loops are unrolled by two, tiny ones by ' +
+      'four; ticking checks call in place; small self-recursive functions are unrolled by one level (recursion ' +
+      '1.35x -> 0.55x: faster than its original, so the target also asks the other jobs\' geomean to be <= 1.08x); ' +
+      'a warm module makes no tier-up re-entries (a re-entered job runs on in its resume versions\' clean loop ' +
+      'copies, 6-7% slower). What remains is the per-iteration check of loops that are not unrolled: nested loops ' +
+      'and bodies over 120 expressions (nbody\'s pair loops: ~20 checks per step of ~50 ns), and malloc\'s bin ' +
+      'scans. The four other jobs\' geomean moves by a few percent from run to run (1.06x-1.09x in this session\'s ' +
+      'runs: nbody 1.04x-1.12x, as_gc 1.03x-1.12x): this machine changes speed for tens of seconds at a time (the ' +
+      'same original module: ~860 or ~1250 ms for malloc_churn), which is why the ratio is the median of ' +
+      'back-to-back pairs.';
   }
   if (what.startsWith('restore at')) {
     return 'Page faults: a fresh instance gets a fresh Wasm memory, so Machine.restore\'s grow + copy spends most of ' +
