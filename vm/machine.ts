@@ -699,12 +699,12 @@ export class Machine {
     let area: Uint8Array;
     this.sink = undefined;
     this.windowBackup = undefined;
+    if (action === 'continue') this.reentries++;
     if (action === 'continue' && this.smallWindow && !this.dirtyBase) {
       // a tier-up re-entry keeps nothing of memory: back up only the window the frames are written to, widened as
       // they need (onUnwindWindow). A full copy here cost a fresh process ~2.8 ms per MiB of job memory (the page
       // engine's area faulted in page by page), 180 ms for 64 MiB at the first re-entry.
       const w = Math.min(mem.length, INITIAL_WINDOW);
-      this.reentries++;
       this.windowBackup = new Uint8Array(w);
       this.windowBackup.set(mem.subarray(0, w));
       this.windowBytes = w;
