@@ -37,6 +37,25 @@ export function kernelProcess(name: string, args: string[]): Process {
 }
 
 /** The uninstrumented module on gridvm's kernel. */
+/**
+ * Instantiate the uninstrumented module on `p` and run `_start`; returns the exit code. Its output is gathered and
+ * written once, as a Machine does (MachineOptions.outputBuffer).
+ */
+export function runOriginal(mod: WebAssembly.Module, p: Process): number {
+  const inst = new WebAssembly.Instance(mod, p.imports({ yield() {}, tick() {}, memory_limit() {} }));
+  p.setMemory(inst.exports.memory as WebAssembly.Memory);
+  p.bufferOutput(64 * 1024);
+  try {
+    (inst.exports._start as () => void)();
+    return 0;
+  } catch (e) {
+    if (!(e instanceof ProcExit)) throw e;
+    return e.code;
+  } finally {
+    p.flushOutput();
+  }
+}
+
 export function originalOnKernel(mod: WebAssembly.Module, name: string, args: string[]): Workload {
   return {
     name: 'original on kernel',
@@ -44,20 +63,7 @@ export function originalOnKernel(mod: WebAssembly.Module, name: string, args: st
       const out: number[] = [];
       for (let i = 0; i < iters; i++) {
         const t0 = performance.now();
-        const p = kernelProcess(name, args);
-        const inst = new WebAssembly.Instance(mod, p.imports({ yield() {}, tick() {}, memory_limit() {} }));
-        p.setMemory(inst.exports.memory as WebAssembly.Memory);
-        // output gathered and written once, as a Machine does (MachineOptions.outputBuffer)
-        p.bufferOutput(64 * 1024);
-        let code = 0;
-        try {
-          (inst.exports._start as () => void)();
-        } catch (e) {
-          if (!(e instanceof ProcExit)) throw e;
-          code = e.code;
-        } finally {
-          p.flushOutput();
-        }
+        const code = runOriginal(mod, kernelProcess(name, args));
         out.push(performance.now() - t0);
         if (code !== 0) throw new Error(`${name} (original) exited ${code}`);
       }

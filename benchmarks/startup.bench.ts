@@ -9,10 +9,10 @@
 // gather the job's output between safe points (MachineOptions.outputBuffer): hello's ten lines, which wasi-libc
 // line-buffers, are one write(2) there and ten under node:wasi (~4 µs each here, most of hello's time before).
 import { readFileSync, writeSync } from 'node:fs';
-import { Process, ProcExit } from '../kernel/index.js';
+import { Process } from '../kernel/index.js';
 import { createPageEngine, InstancePool, Machine, MemoryPool, prepareJob } from '../vm/index.js';
 import { run } from '../runtime-node/run.js';
-import { nodeWasiChild } from './overhead.bench.js';
+import { nodeWasiChild, runOriginal } from './overhead.bench.js';
 import { nodePlatform } from '../runtime-node/platform.js';
 import { devNull, guestWasm, log, median, ratio, table, timeSync, us, type Section, type TargetCheck } from './lib.js';
 
@@ -81,17 +81,7 @@ export async function benchStartup(opts: { iters?: number; guests?: string[] } =
     const vFresh = timeSync(machineOnce, iters, WARM);
     if (instances.stats.misses !== 1) throw new Error(`${name}: ${instances.stats.misses} instances made, expected 1`);
     const vOrig = timeSync(() => {
-      const p = mkProc();
-      const inst = new WebAssembly.Instance(mod, p.imports({ yield() {}, tick() {}, memory_limit() {} }));
-      p.setMemory(inst.exports.memory as WebAssembly.Memory);
-      p.bufferOutput(64 * 1024);
-      try {
-        (inst.exports._start as () => void)();
-      } catch (e) {
-        if (!(e instanceof ProcExit)) throw e;
-      } finally {
-        p.flushOutput();
-      }
+      runOriginal(mod, mkProc());
     }, iters, WARM);
     // node:wasi in a child process, with fewer cycles: here it segfaults after ~500-1000 instantiations in one
     // process (Node 20), which took the whole benchmark down with it; its path is native code, warm after 50

@@ -700,27 +700,17 @@ export class Machine {
     this.sink = undefined;
     this.windowBackup = undefined;
     if (action === 'continue') this.reentries++;
+    /** where the unwind window ends: all of memory, unless only the window is backed up */
+    let windowEnd = mem.length;
     if (action === 'continue' && this.smallWindow && !this.dirtyBase) {
       // a tier-up re-entry keeps nothing of memory: back up only the window the frames are written to, widened as
       // they need (onUnwindWindow). A full copy here cost a fresh process ~2.8 ms per MiB of job memory (the page
       // engine's area faulted in page by page), 180 ms for 64 MiB at the first re-entry.
-      const w = Math.min(mem.length, INITIAL_WINDOW);
-      this.windowBackup = new Uint8Array(w);
-      this.windowBackup.set(mem.subarray(0, w));
-      this.windowBytes = w;
-      this.capture = {
-        moduleHash: this.job.hash, memory: new Uint8Array(0), pages: mem.length / PAGE_SIZE, globals: [], asyncify: new Uint8Array(0),
-        kernel: null as unknown as ProcessState, fuelUsed: this.fuelUsed, stdoutBytes: this.proc.stdoutBytes, stderrBytes: this.proc.stderrBytes, seq: this.seq,
-      };
-      const dv = new DataView(this.memory.buffer);
-      dv.setUint32(0, 8, true);
-      dv.setUint32(4, w, true);
-      this.action = action;
-      this.state = State.Unwinding;
-      this.ax.asyncify_start_unwind(0);
-      return;
-    }
-    if (this.dirtyBase) {
+      windowEnd = Math.min(mem.length, INITIAL_WINDOW);
+      this.windowBackup = mem.slice(0, windowEnd);
+      this.windowBytes = windowEnd;
+      area = new Uint8Array(0);
+    } else if (this.dirtyBase) {
       // told, for its timing, but the capture goes into the Machine's own copy
       this.opts.captureBuffer?.(action, mem.length);
       area = this.captureDirty(mem);
@@ -769,7 +759,7 @@ export class Machine {
     };
     const dv = new DataView(this.memory.buffer);
     dv.setUint32(0, 8, true);
-    dv.setUint32(4, mem.length, true);
+    dv.setUint32(4, windowEnd, true);
     this.action = action;
     this.state = State.Unwinding;
     this.ax.asyncify_start_unwind(0);

@@ -6,7 +6,7 @@
 // and resumed in fresh Machines.
 import binaryen from 'binaryen';
 import { describe, expect, it } from 'vitest';
-import { instrument, prepareJob, type CompiledJob, type YieldAction } from '../../vm/index.js';
+import { instrument, prepareJob, type CompiledJob, type InstrumentOptions, type YieldAction } from '../../vm/index.js';
 import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
 import { reference, wat } from '../harness/wat.js';
 
@@ -110,6 +110,19 @@ function runVm(job: CompiledJob, slice: number, policy?: (n: number) => YieldAct
  * The job's output and fuel at these slice sizes, with a checkpoint at every slice end and suspended every
  * `suspend.every`-th decision into fresh Machines, all equal to `plain`'s.
  */
+/**
+ * The module instrumented as by default and with `off` (an unrolling turned off): both compute the original's
+ * output; returns the default job and both plain runs (their fuel to compare).
+ */
+async function withAndWithout(original: Uint8Array, expected: Uint8Array, off: InstrumentOptions): Promise<{ job: CompiledJob; plain: ReturnType<typeof runVm>; each: ReturnType<typeof runVm> }> {
+  const job = await prepareJob(original);
+  const plain = runVm(job, 200_000);
+  const each = runVm(await prepareJob(original, { instrument: off }), 200_000);
+  expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
+  expect(Buffer.from(each.stdout).equals(Buffer.from(expected))).toBe(true);
+  return { job, plain, each };
+}
+
 function exactEverywhere(job: CompiledJob, expected: Uint8Array, plainFuel: number, o: { slices: number[]; checkpoint: { slice: number; atLeast: number }; suspend: { slice: number; every: number; atLeast: number } }): void {
   for (const slice of o.slices) {
     const r = runVm(job, slice);
@@ -287,12 +300,7 @@ describe('loops unrolled by two, tiny ones by four', () => {
     expect(info.stats.unrolledLoops).toBe(4);
     expect(instrument(original, { unrollLoops: false }).info.stats.unrolledLoops).toBe(0);
     expect(expected.length).toBe(12);
-    const job = await prepareJob(original);
-    const once = await prepareJob(original, { instrument: { unrollLoops: false } });
-    const plain = runVm(job, 200_000);
-    const each = runVm(once, 200_000);
-    expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
-    expect(Buffer.from(each.stdout).equals(Buffer.from(expected))).toBe(true);
+    const { job, plain, each } = await withAndWithout(original, expected, { unrollLoops: false });
     // the checks counted: a quarter to a half as many (the loops dominate the work; $odd's loop and _start's
     // $fill are tiny, so by four: every trip count mod 4 is among $odd's 2001..2060)
     expect(plain.fuel).toBeLessThan(each.fuel * 0.42);
@@ -359,12 +367,7 @@ describe('self-recursion unrolled by one level', () => {
     expect(info.stats.unrolledRecursion).toEqual({ functions: 3, calls: 7 });
     expect(instrument(original, { unrollRecursion: false }).info.stats.unrolledRecursion).toEqual({ functions: 0, calls: 0 });
     expect(expected.length).toBe(16);
-    const job = await prepareJob(original);
-    const once = await prepareJob(original, { instrument: { unrollRecursion: false } });
-    const plain = runVm(job, 200_000);
-    const each = runVm(once, 200_000);
-    expect(Buffer.from(plain.stdout).equals(Buffer.from(expected))).toBe(true);
-    expect(Buffer.from(each.stdout).equals(Buffer.from(expected))).toBe(true);
+    const { job, plain, each } = await withAndWithout(original, expected, { unrollRecursion: false });
     // a check per activation that recurses, and half as many of those (fib: one for up to three calls)
     expect(plain.fuel).toBeLessThan(each.fuel * 0.6);
     expect(plain.fuel).toBeGreaterThan(each.fuel * 0.2);
