@@ -69,6 +69,8 @@ export interface RunOptions {
   cache?: boolean;
   instrument?: InstrumentOptions;
   slice?: number;
+  /** tier-up re-entries (ms of running); default: MachineOptions.reenterAt's */
+  reenterAt?: number[];
 }
 
 export interface RunResult {
@@ -322,6 +324,7 @@ function execute(
   if (o.timeoutMs !== undefined) mo.timeoutMs = Math.max(0, o.timeoutMs - elapsedBase);
   if (o.maxMemoryBytes !== undefined) mo.maxMemoryBytes = o.maxMemoryBytes;
   if (o.slice !== undefined) mo.slice = o.slice;
+  if (o.reenterAt !== undefined) mo.reenterAt = o.reenterAt;
   if (o.control) mo.control = o.control;
   const machine: Machine = new Machine(job, proc, mo);
   if (from) machine.restore(from.snap, from.apply);

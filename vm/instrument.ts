@@ -13,7 +13,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 19;
+export const INSTRUMENT_VERSION = 20;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';
@@ -95,7 +95,7 @@ export interface InstrumentInfo {
      * How the stack is captured: gridvm's own unwind (vm/unwind.ts: a fast and a resume version of each function
      * that may suspend), or Binaryen's Asyncify (modules unwind.ts does not handle).
      */
-    unwind?: { by: 'gridvm'; functions: number; sites: number; cleanLoops?: number } | { by: 'asyncify' };
+    unwind?: { by: 'gridvm'; functions: number; sites: number; cleanLoops?: number; sharedFrames?: number } | { by: 'asyncify' };
     /**
      * The final optimisation was left out: the module after the unwind was bigger than the native tool's
      * `maxOptimizeBytes` (its bytes) and the tool cannot optimise it in parts (or failed to). It runs correctly,

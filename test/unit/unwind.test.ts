@@ -81,6 +81,24 @@ const MODULE = `(module
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $outer)))
     (i32.add (local.get $k) (local.get $i)))
+  ;; more sites than SHARED_FRAME_MIN_SITES (vm/unwind.ts): one frame layout and one save for all of them; each
+  ;; site has other locals live after it (an i64, an f64, one arm of an if), read back only after the later calls
+  (func $many (param $n i32) (result i64)
+    (local $a i32) (local $b i64) (local $c f64) (local $d i32) (local $e i32)
+    (local.set $a (call $fib (i32.add (i32.const 3) (i32.and (local.get $n) (i32.const 3)))))
+    (local.set $b (i64.extend_i32_u (call $fib (i32.add (local.get $a) (i32.const 1)))))
+    (local.set $c (f64.convert_i32_u (call $fib (i32.const 6))))
+    (local.set $d (call $fib (i32.and (i32.wrap_i64 (local.get $b)) (i32.const 7))))
+    (if (i32.and (local.get $n) (i32.const 1))
+      (then (local.set $e (i32.add (call $fib (i32.const 5)) (local.get $a))))
+      (else (local.set $e (i32.mul (call $fib (i32.const 4)) (local.get $d)))))
+    (local.set $b (i64.add (local.get $b) (i64.extend_i32_u (call $fib (i32.const 3)))))
+    (local.set $a (i32.xor (local.get $a) (call $fib (i32.const 7))))
+    (local.set $c (f64.add (local.get $c) (f64.convert_i32_u (call $fib (local.get $e)))))
+    (local.set $d (i32.add (local.get $d) (call $fib (i32.const 2))))
+    (local.set $e (i32.sub (local.get $e) (call $fib (i32.const 8))))
+    (i64.add (i64.add (local.get $b) (i64.trunc_f64_u (local.get $c)))
+      (i64.extend_i32_u (i32.add (i32.add (local.get $a) (local.get $d)) (i32.add (local.get $e) (call $fib (i32.const 5)))))))
   ${PRINT}
   (func (export "_start")
     (local $i i32) (local $s i64)
@@ -91,6 +109,7 @@ const MODULE = `(module
       (local.set $s (i64.add (local.get $s) (call $mix (i32.const 12) (local.get $s) (f32.const 1.25) (f64.const 3.5))))
       (local.set $s (i64.mul (local.get $s) (i64.extend_i32_u (call $carry (i32.add (i32.const 5) (i32.and (local.get $i) (i32.const 7)))))))
       (local.set $s (i64.add (local.get $s) (i64.extend_i32_u (call $nest (i32.add (i32.const 2) (i32.and (local.get $i) (i32.const 3)))))))
+      (local.set $s (i64.xor (local.get $s) (call $many (local.get $i))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (i32.const 40))))
     (call $print (local.get $s))
@@ -208,6 +227,9 @@ describe("gridvm's unwind: a fast and a resume version of each function that may
     const { info } = instrument(original);
     expect(info.stats.unwind).toMatchObject({ by: 'gridvm' });
     expect((info.stats.unwind as { functions: number }).functions).toBeGreaterThanOrEqual(5);
+    // $many's sites share one frame layout and one save, as do _start's (its nine calls and its loop's yielding
+    // check); the others keep a frame per site
+    expect((info.stats.unwind as { sharedFrames: number }).sharedFrames).toBe(2);
     // the outermost loops holding sites go on in a clean copy once a rewind is over: in _start, $carry and $nest,
     // the retry loop its yielding check calls out of (vm/budget.ts) around the function's own loop(s)
     expect((info.stats.unwind as { cleanLoops: number }).cleanLoops).toBe(3);
