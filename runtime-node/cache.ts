@@ -11,8 +11,8 @@ export function defaultCacheDir(): string {
   return join(base, 'gridvm');
 }
 
-/** The modules whose code decides what instrumentation produces (under ../vm/). */
-const INSTRUMENTER_FILES = ['instrument', 'budget', 'noreturn', 'walk', 'callgraph', 'namesection', 'wasmbin', 'dirty'];
+/** The modules whose code decides what instrumentation produces (under ../vm/: vm/instrument.ts and what it imports). */
+const INSTRUMENTER_FILES = ['instrument', 'budget', 'noreturn', 'walk', 'callgraph', 'namesection', 'wasmbin', 'dirty', 'unwind', 'loops', 'recursion', 'names', 'wasmcode'];
 let instrumenterId: string | undefined;
 
 /**

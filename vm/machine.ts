@@ -31,8 +31,19 @@ interface ModuleFacts {
    * optimised code between its instances, so later Machines start in it and skip them (see MachineOptions.reenterAt).
    */
   warm: boolean;
+  /**
+   * Default tier-up re-entries pay: the module's stack capture is Asyncify's (one version of each function), or
+   * gridvm's with clean copies of the loops that hold sites. gridvm's unwind without them (modules flattened by
+   * native wasm-opt: yosys, CRuby) leaves a re-entered job running its main loops in the resume versions, every
+   * statement guarded: yosys's first run took 7.6-10 s with the default re-entries against 4.0-4.9 s without.
+   */
+  reentryPays: boolean;
 }
 const moduleFacts = new WeakMap<WebAssembly.Module, ModuleFacts>();
+
+function reentryPays(unwind: { by: string; cleanLoops?: number } | undefined): boolean {
+  return !(unwind?.by === 'gridvm' && !unwind.cleanLoops);
+}
 
 function factsOf(job: CompiledJob): ModuleFacts {
   let f = moduleFacts.get(job.module);
@@ -50,6 +61,7 @@ function factsOf(job: CompiledJob): ModuleFacts {
       reusable: !!job.info.reusable && importsMemory && !dirty,
       window: imports.some((i) => i.kind === 'function' && i.module === 'gridvm' && i.name === 'unwind_window'),
       warm: false,
+      reentryPays: reentryPays(job.info.stats?.unwind),
     };
     moduleFacts.set(job.module, f);
   }
@@ -106,7 +118,8 @@ export interface MachineOptions {
    * Default: 50, 150 and 450 ms, until a Machine of the same module in this process has made all three; later ones
    * (a node running the module again) make none: V8 shares a module's optimised code between its instances, and a
    * re-entered job runs on in its resume versions' clean loop copies, which measured 6-7% slower than the fast
-   * versions (nbody, malloc_churn, warm module).
+   * versions (nbody, malloc_churn, warm module). None for a module whose resume versions have no clean loop copies
+   * (ModuleFacts.reentryPays).
    */
   reenterAt?: number[];
   reenterEvery?: number;
@@ -680,7 +693,7 @@ export class Machine {
 
   /** The re-entry times of this run: MachineOptions.reenterAt, else the defaults unless the module is warm. */
   private reenterPoints(): readonly number[] {
-    return this.opts.reenterAt ?? (this.facts.warm ? NO_REENTRIES : DEFAULT_REENTER_AT);
+    return this.opts.reenterAt ?? (this.facts.warm || !this.facts.reentryPays ? NO_REENTRIES : DEFAULT_REENTER_AT);
   }
 
   private nextSlice(): number {

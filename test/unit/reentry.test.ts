@@ -2,10 +2,11 @@
 // at once, so a long-running main leaves V8's baseline code. gridvm's unwind writes the frames into a window at
 // offset 0 of the job's memory; a re-entry backs up only what that window covers (64 KiB first, widened through
 // gridvm.unwind_window as deep stacks need) instead of all of memory, and puts those bytes back after the unwind.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import binaryen from 'binaryen';
 import { describe, expect, it } from 'vitest';
 import { prepareJob } from '../../vm/index.js';
+import { findWasmOpt, nativeAsyncify } from '../../runtime-node/wasm-opt.js';
 import { guestPath, hasClang } from '../harness/guests.js';
 import { loadGuest, TestVm } from '../harness/grid.js';
 import { reference, wat } from '../harness/wat.js';
@@ -109,6 +110,24 @@ describe.runIf(hasClang() && existsSync(guestPath('recursion')))('tier-up re-ent
     expect(second.machine.fuelUsed).toBe(first.machine.fuelUsed);
     // asked for explicitly, re-entries still happen
     const asked = new TestVm(job, { args: ['nbody', '400000'], machine: { reenterAt: [0, 1] } });
+    expect(asked.machine.run()).toEqual({ kind: 'exit', code: 0 });
+    expect(asked.machine.reentries).toBe(2);
+  });
+
+  it.runIf(findWasmOpt() || process.env.CI)('a module flattened by native wasm-opt (resume versions without clean loop copies) makes no default re-entries', async () => {
+    const shared = await loadGuest('nbody');
+    const native = await prepareJob(new Uint8Array(readFileSync(guestPath('nbody'))), { instrument: { asyncify: nativeAsyncify()! } });
+    expect(native.info.stats.unwind).toMatchObject({ by: 'gridvm', cleanLoops: 0 });
+    const args = ['nbody', '12000000'];
+    const run = new TestVm(native, { args });
+    expect(run.machine.run()).toEqual({ kind: 'exit', code: 0 });
+    expect(run.machine.elapsedMs).toBeGreaterThan(450);
+    expect(run.machine.reentries).toBe(0);
+    const plain = new TestVm(shared, { args, machine: { reenterAt: [] } });
+    expect(plain.machine.run()).toEqual({ kind: 'exit', code: 0 });
+    expect(run.stdout).toBe(plain.stdout);
+    // asked for explicitly, they still happen, and the output is the same
+    const asked = new TestVm(native, { args: ['nbody', '400000'], machine: { reenterAt: [0, 1] } });
     expect(asked.machine.run()).toEqual({ kind: 'exit', code: 0 });
     expect(asked.machine.reentries).toBe(2);
   });
