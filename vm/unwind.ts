@@ -14,7 +14,8 @@ import { REFUSED } from './budget.js';
  * that lives across a call is in a local), so their frames have the same layout:
  * - F itself, the fast version: the original code, with each call that may unwind (a "site") inside a `try` whose
  *   catch notes the site's number and branches to the saves after the body (push the frame: the locals live after
- *   the site and its number; throw on), a call to a suspending import followed by `if (state)` to the same, and at
+ *   the site, or after any site in a large module's function with many, and its number; throw on), a call to a suspending import
+ *   followed by `if (state)` to the same, and at
  *   its entry (address-taken functions only) `if (state == rewinding) return F_resume(...)`. A call that does not
  *   unwind costs nothing.
  * - F_resume, run only when a captured stack is rewound: it pops its frame (locals and site number), then runs its
@@ -41,7 +42,7 @@ const TAG = '__gridvm_unwinding';
 const WINDOW_FN = '__gridvm_unwind_window';
 /** the label of the fast version's body: a site that unwinds branches out of it to the saves */
 const SAVE_LABEL = '__gridvm_save';
-/** functions with more sites than this give them all one frame layout and one save (see addUnwind) */
+/** in modules flattened by native wasm-opt, functions with more sites than this give them all one frame layout and one save (see addUnwind) */
 const SHARED_FRAME_MIN_SITES = 8;
 
 /** the module cannot be handled here (Binaryen's Asyncify is used instead); nothing observable was changed */
@@ -61,7 +62,7 @@ export interface UnwindStats {
   sites: number;
   /** loops of resume versions that go on in a clean copy (no rewind guards) once the rewind is over */
   cleanLoops: number;
-  /** functions whose sites share one frame layout and one save (more than SHARED_FRAME_MIN_SITES sites) */
+  /** functions whose sites share one frame layout and one save (more than SHARED_FRAME_MIN_SITES sites; large modules only) */
   sharedFrames: number;
 }
 
@@ -324,8 +325,9 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     // resumed), then the site's number on top, so a rewind reads the number first. A function with many sites gives
     // them all one frame layout, of the locals live after any of them, and its fast version one save, after its body:
     // a save per site was ~30% of yosys's fast versions, all of which V8 compiles and tiers up (its largest function:
-    // 1.9 MB -> 0.5 MB, TurboFan 4.6 s -> 1.6 s). Small functions keep a frame per site: one shared save keeps the
-    // union alive at every site, which made V8's frames of recursion's functions 8-16 bytes larger.
+    // 1.9 MB -> 0.5 MB, TurboFan 4.6 s -> 1.6 s). Only in modules flattened by native wasm-opt (the large ones):
+    // one shared save keeps the union alive at every site, and where a hot loop holds a site that costs spills
+    // (nbody 1.035x -> 1.096x its original, paired), and V8's frames of small recursive functions grew 8-16 bytes.
     const liveAfter = liveness(X.Function.getBody(f.ref), locals.length, siteOf);
     let union = 0n;
     const liveAt = plan.order.map((e) => {
@@ -347,7 +349,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       }
       return { slots, size: size + 4 };
     };
-    const sharedLayout = plan.sites > SHARED_FRAME_MIN_SITES ? layoutOf(union) : undefined;
+    const sharedLayout = prepared && plan.sites > SHARED_FRAME_MIN_SITES ? layoutOf(union) : undefined;
     if (sharedLayout) sharedFrames++;
     /** site k's frame layout; a save or restore at site k touches only the locals live after it */
     const frames = liveAt.map((live) => {
