@@ -353,8 +353,11 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     if (sharedLayout) sharedFrames++;
     /** site k's frame layout; a save or restore at site k touches only the locals live after it */
     const frames = liveAt.map((live) => {
-      const l = sharedLayout ?? layoutOf(live);
-      return { slots: l.slots.filter((sl) => (live >> BigInt(sl.local)) & 1n), size: l.size };
+      if (!sharedLayout) return layoutOf(live);
+      // the shared layout's slots of the locals live here (one set of the live bits per site, not a BigInt shift per
+      // slot: yosys has 307k sites)
+      const mine = new Set(bitsOf(live));
+      return { slots: sharedLayout.slots.filter((sl) => mine.has(sl.local)), size: sharedLayout.size };
     });
     /** push a frame of `slots` (`size` bytes), numbered `site`, and go on unwinding */
     const push = (p: number, slots: typeof frames[0]['slots'], size: number, site: number): number => m.block(null, [
