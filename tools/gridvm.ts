@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerBench } from './commands/bench.js';
+import { registerCache } from './commands/cache.js';
 import { registerGridControl } from './commands/grid-ctl.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerResume, registerRun } from './commands/run.js';
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<void> {
   registerInspect(program);
   registerGridControl(program);
   registerBench(program);
+  registerCache(program);
   try {
     await program.parseAsync(argv);
   } catch (e) {
