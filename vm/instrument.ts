@@ -13,7 +13,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 /** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 20;
+export const INSTRUMENT_VERSION = 21;
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';

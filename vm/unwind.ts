@@ -351,16 +351,10 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     };
     const sharedLayout = prepared && plan.sites > SHARED_FRAME_MIN_SITES ? layoutOf(union) : undefined;
     if (sharedLayout) sharedFrames++;
-    /** site k's frame layout; a save or restore at site k touches only the locals live after it */
-    const frames = liveAt.map((live) => {
-      if (!sharedLayout) return layoutOf(live);
-      // the shared layout's slots of the locals live here (one set of the live bits per site, not a BigInt shift per
-      // slot: yosys has 307k sites)
-      const mine = new Set(bitsOf(live));
-      return { slots: sharedLayout.slots.filter((sl) => mine.has(sl.local)), size: sharedLayout.size };
-    });
+    /** site k's frame layout; a save or restore at site k touches only the locals live after it (none when shared) */
+    const frames = sharedLayout ? [] : liveAt.map(layoutOf);
     /** push a frame of `slots` (`size` bytes), numbered `site`, and go on unwinding */
-    const push = (p: number, slots: typeof frames[0]['slots'], size: number, site: number): number => m.block(null, [
+    const push = (p: number, slots: ReturnType<typeof layoutOf>['slots'], size: number, site: number): number => m.block(null, [
       m.local.set(p, m.i32.load(0, 4, data())),
       m.if(m.i32.gt_u(m.i32.add(m.local.get(p, i32), m.i32.const(size)), m.i32.load(4, 4, data())),
         m.call(WINDOW_FN, [m.i32.add(m.local.get(p, i32), m.i32.const(size))], binaryen.none)),
@@ -428,6 +422,14 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
       if (i < 0) i = rwExtra.push(t) - 1;
       return nLocals + 3 + i;
     };
+    /**
+     * An unwind at site k of the resume version: with a shared layout, note k (in ridx: the rewind is over, it is
+     * not read again) and branch to the one save after the body, as the fast version does; resume versions were
+     * two thirds of yosys' instrumented module, mostly their saves and restores per site.
+     */
+    const rwSave = (me: number): number => sharedLayout
+      ? m.block(null, [m.local.set(ridx, m.i32.const(me)), m.br(SAVE_LABEL)], binaryen.unreachable)
+      : save(rp, me);
     let k = 0;
     /** whether the loop being rewritten sits inside a loop that already has a clean copy (which holds its own) */
     let inCleanLoop = false;
@@ -442,7 +444,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
           // the rewind is over once the call returns
           const after = [m.local.set(rw, m.i32.const(0)), ...(parts.then ? [parts.then] : [])];
           set(m.if(m.i32.or(m.i32.eqz(m.local.get(rw, i32)), m.i32.eq(m.local.get(ridx, i32), m.i32.const(me))),
-            m.block(null, guarded(call, parts.stmt, save(rp, me), after), binaryen.none)));
+            m.block(null, guarded(call, parts.stmt, rwSave(me), after), binaryen.none)));
           return;
         }
         set(m.if(m.i32.eqz(m.local.get(rw, i32)), e));
@@ -464,7 +466,7 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
           const n = cleanCopies++;
           renameLabels(clean, `__gridvm_c${n}`);
           const at = { k };
-          asFast(clean, () => { throw new Error('a loop is not a site'); }, at, cleanHolders, (me) => save(rp, me), rwScratch);
+          asFast(clean, () => { throw new Error('a loop is not a site'); }, at, cleanHolders, rwSave, rwScratch);
           // the loops inside go on guarded until this one's next turn: copies of copies grew yosys past
           // binaryen.js's 4 GiB; one copy per outermost loop adds at most the resume version's size
           inCleanLoop = true;
@@ -492,21 +494,32 @@ export function addUnwind(m: binaryen.Module, suspending: ReadonlySet<string>, c
     let cleanCopies = 0;
     let rwBody = copy;
     rwStmt(copy, (r) => { rwBody = r; });
+    /** pop the frame of site k: its locals (all of the shared layout's: every save stores them all) */
+    const pop = ({ slots, size }: ReturnType<typeof layoutOf>): number[] => [
+      m.local.set(rp, m.i32.sub(m.i32.load(0, 4, data()), m.i32.const(size))),
+      m.i32.store(0, 4, data(), m.local.get(rp, i32)),
+      ...slots.map((sl) => m.local.set(sl.local, load(sl.type, sl.at, m.local.get(rp, i32)))),
+    ];
     const restore = [
       m.local.set(ridx, m.i32.load(0, 1, m.i32.sub(m.i32.load(0, 4, data()), m.i32.const(4)))),
-      ...frames.map(({ slots, size }, k) => m.if(m.i32.eq(m.local.get(ridx, i32), m.i32.const(k)), m.block(null, [
-        m.local.set(rp, m.i32.sub(m.i32.load(0, 4, data()), m.i32.const(size))),
-        m.i32.store(0, 4, data(), m.local.get(rp, i32)),
-        ...slots.map((sl) => m.local.set(sl.local, load(sl.type, sl.at, m.local.get(rp, i32)))),
-      ], binaryen.none))),
+      ...(sharedLayout
+        ? pop(sharedLayout)
+        : frames.map((frame, k) => m.if(m.i32.eq(m.local.get(ridx, i32), m.i32.const(k)), m.block(null, pop(frame), binaryen.none)))),
       m.local.set(rw, m.i32.const(1)),
     ];
     // Falling off the end still rewinding: the site number matched no site (the stack is not this module's). A
     // flat body with results never falls off its end (it returns), a void one may once resumed.
     const tail = results === binaryen.none ? m.if(m.local.get(rw, i32), m.unreachable()) : m.unreachable();
+    if (sharedLayout) {
+      // a shared layout's saves out of line, as in the fast version
+      rwBody = m.block(null, [
+        m.block(SAVE_LABEL, results === binaryen.none ? [rwBody, tail, m.return()] : [rwBody, tail], binaryen.none),
+        push(rp, sharedLayout.slots, sharedLayout.size, m.local.get(ridx, i32)),
+      ], binaryen.unreachable);
+    }
     const resumeName = resumeOf.get(f.name)!;
     m.addFunction(resumeName, X.Function.getParams(f.ref), results, [...vars, i32, i32, i32, ...rwExtra],
-      m.block(null, [...restore, rwBody, tail], binaryen.auto));
+      m.block(null, sharedLayout ? [...restore, rwBody] : [...restore, rwBody, tail], binaryen.auto));
 
     // ---- the fast version
     const fp = X._BinaryenFunctionAddVar(f.ref, i32);
