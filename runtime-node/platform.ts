@@ -1,8 +1,12 @@
 /** The Node host platform for the kernel and VM: clocks, random, sleep, and host directories (node:fs, sync). */
-import { randomFillSync } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Errno, KernelError } from '../kernel/index.js';
 import type { HostFs, HostPlatform, HostStat } from '../kernel/index.js';
+import { useSha256 } from '../vm/compiled.js';
+
+// module hashes through node:crypto (see useSha256): every Node entry point loads this file
+useSha256((bytes) => createHash('sha256').update(bytes).digest('hex'));
 
 /** THE table from Node error codes to WASI errno (one table for this runtime). Unknown codes map to IO. */
 export const NODE_ERRNO: Readonly<Record<string, Errno>> = Object.freeze({

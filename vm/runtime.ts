@@ -1,7 +1,7 @@
 // The Grid VM's binaryen-free surface: everything needed to run, snapshot and restore a module that gridvm has
 // already instrumented. Nodes, runner threads and browsers load this (tens of ms) instead of vm/index.ts, whose
 // instrumenter pulls in binaryen (~0.5 s and tens of MiB per thread).
-export { compileInstrumented, sha256Hex, type CompiledJob } from './compiled.js';
+export { compileInstrumented, sha256Hex, useSha256, type CompiledJob } from './compiled.js';
 export type { InstrumentInfo } from './instrument.js';
 export { Machine, Control, CAPTURE_CHUNK, type MachineOptions, type CaptureSink, type Snapshot, type RunOutcome, type YieldAction, type GlobalValue, type DirtyTracking } from './machine.js';
 export {
