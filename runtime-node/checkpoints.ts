@@ -10,7 +10,7 @@ import {
   type InstrumentInfo,
   type PageEngine,
   type Snapshot,
-} from '../vm/index.js';
+} from '../vm/runtime.js';
 import { writeAtomic } from './cache.js';
 
 export const LATEST = 'latest';

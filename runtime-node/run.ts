@@ -9,7 +9,6 @@ import {
   Machine,
   MemoryPool,
   InstancePool,
-  prepareJob,
   snapshotFromChain,
   type CompiledJob,
   type InstrumentOptions,
@@ -17,7 +16,8 @@ import {
   type PageEngine,
   type RunOutcome,
   type Snapshot,
-} from '../vm/index.js';
+} from '../vm/runtime.js';
+import { prepareJob } from '../vm/job.js';
 import { DiskModuleCache } from './cache.js';
 import { CheckpointWriter, loadChain, resolveCheckpointPath, type CheckpointMeta } from './checkpoints.js';
 import { nodePlatform } from './platform.js';

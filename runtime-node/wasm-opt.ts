@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join, sep } from 'node:path';
-import { InstrumentError, type AsyncifyRunner, type InstrumentOptions } from '../vm/index.js';
+import { InstrumentError, type AsyncifyRunner, type InstrumentOptions } from '../vm/runtime.js';
 import { functionBodies, joinParts, modulePart, partition } from '../vm/wasmcode.js';
 
 /** The Wasm features gridvm's engines accept (vm/instrument.ts ENGINE_FEATURES), as wasm-opt flags. */

@@ -1,4 +1,8 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressT from 'cli-progress';
+
+/** cli-progress, loaded when a bar is first shown (~20 ms at every start of the CLI otherwise) */
+export const cliProgress = (): typeof cliProgressT => createRequire(import.meta.url)('cli-progress') as typeof cliProgressT;
 
 /**
  * A progress bar for instrumentation, on stderr, shown only on a terminal and only when instrumentation takes
@@ -7,7 +11,7 @@ import cliProgress from 'cli-progress';
 export function instrumentProgress(): { update: (stage: string, fraction: number) => void; stop: () => void } {
   if (!process.stderr.isTTY) return { update: () => {}, stop: () => {} };
   const t0 = Date.now();
-  let bar: cliProgress.SingleBar | undefined;
+  let bar: cliProgressT.SingleBar | undefined;
   // in order; a stage may name its tool after a space (`optimize (wasmopt108)`); the bar never goes back
   const stages = ['parse', 'analyse', 'preempt', 'flatten', 'unwind', 'asyncify', 'optimize', 'emit', 'done'];
   let shown = 0;
@@ -15,9 +19,10 @@ export function instrumentProgress(): { update: (stage: string, fraction: number
     update: (stage, fraction) => {
       if (!bar && Date.now() - t0 < 300) return;
       if (!bar) {
-        bar = new cliProgress.SingleBar(
+        const { SingleBar, Presets } = cliProgress();
+        bar = new SingleBar(
           { format: 'instrumenting [{bar}] {percentage}% {stage}', stream: process.stderr, clearOnComplete: true, synchronousUpdate: true },
-          cliProgress.Presets.shades_classic,
+          Presets.shades_classic,
         );
         bar.start(100, 0, { stage });
       }

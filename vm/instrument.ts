@@ -12,8 +12,8 @@ import { addUnwind, UNWIND_PREPARE, UnwindUnsupported, type UnwindStats } from '
 import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
-/** Bump when the instrumentation changes: it is part of every cache key and every module hash. */
-export const INSTRUMENT_VERSION = 21;
+import { INSTRUMENT_VERSION } from './version.js';
+export { INSTRUMENT_VERSION };
 
 const YIELD_FN = '__gridvm_yield';
 const TICK_FN = '__gridvm_tick';

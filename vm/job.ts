@@ -1,4 +1,5 @@
-import { instrument, INSTRUMENT_VERSION, type InstrumentInfo, type InstrumentOptions } from './instrument.js';
+import type { InstrumentInfo, InstrumentOptions } from './instrument.js';
+import { INSTRUMENT_VERSION } from './version.js';
 import { InstrumentError } from './errors.js';
 import { sha256Hex, type CompiledJob } from './compiled.js';
 export { sha256Hex, compileInstrumented, type CompiledJob } from './compiled.js';
@@ -56,6 +57,8 @@ export async function prepareJob(
     } catch (e) {
       throw new InstrumentError(`malformed WebAssembly module: ${(e as Error).message}`, { cause: e });
     }
+    // the instrumenter (binaryen.js: ~0.5 s to load per thread) only on a miss: a run from the cache never loads it
+    const { instrument } = await import('./instrument.js');
     const out = instrument(original, opts.instrument);
     hit = { bytes: out.bytes, info: out.info };
     if (opts.cache) await opts.cache.put(key, hit);

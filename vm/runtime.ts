@@ -2,7 +2,9 @@
 // already instrumented. Nodes, runner threads and browsers load this (tens of ms) instead of vm/index.ts, whose
 // instrumenter pulls in binaryen (~0.5 s and tens of MiB per thread).
 export { compileInstrumented, sha256Hex, useSha256, type CompiledJob } from './compiled.js';
-export type { InstrumentInfo } from './instrument.js';
+export type { InstrumentInfo, InstrumentOptions, AsyncifyRunner } from './instrument.js';
+export { INSTRUMENT_VERSION } from './version.js';
+export { InstrumentError } from './errors.js';
 export { Machine, Control, CAPTURE_CHUNK, type MachineOptions, type CaptureSink, type Snapshot, type RunOutcome, type YieldAction, type GlobalValue, type DirtyTracking } from './machine.js';
 export {
   encodeSnapshot,

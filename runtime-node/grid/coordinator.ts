@@ -19,7 +19,8 @@ import {
   type RawSnapshot,
   type Usage,
 } from '../../kernel/index.js';
-import { prepareJob, type InstrumentInfo } from '../../vm/index.js';
+import { prepareJob } from '../../vm/job.js';
+import type { InstrumentInfo } from '../../vm/runtime.js';
 import { hostInstrumentOptions } from '../wasm-opt.js';
 import { DiskModuleCache } from '../cache.js';
 import { nodePlatform } from '../platform.js';

@@ -2,7 +2,7 @@
 // `npm run bench`: benchmarks/migrate.bench.ts). The grid and the chart library are loaded only when it runs.
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import cliProgress from 'cli-progress';
+import { cliProgress } from '../progress.js';
 import type { Command } from 'commander';
 import type { Isolation, MigrateCaseResult } from '../../benchmarks/migrate.bench.js';
 
@@ -65,9 +65,10 @@ async function terminalChart(rs: MigrateCaseResult[], color: boolean): Promise<s
 
 function progressReporter(total: number, json: boolean): { update: (p: { caseIndex: number; label: string; phase: string; rep?: number; reps: number }) => void; stop: () => void } {
   if (process.stderr.isTTY) {
-    const bar = new cliProgress.SingleBar(
+    const { SingleBar, Presets } = cliProgress();
+    const bar = new SingleBar(
       { format: 'migrate [{bar}] {value}/{total} migrations | case {case} {label}: {phase}', stream: process.stderr, clearOnComplete: true, hideCursor: true },
-      cliProgress.Presets.shades_classic,
+      Presets.shades_classic,
     );
     bar.start(total, 0, { case: '', label: '', phase: '' });
     let done = 0;

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { controlRequest, gridOf, jobStatus, listGrids } from '../../runtime-node/grid/control.js';
 import type { MigrationRecord, ProcView } from '../../runtime-node/grid/coordinator.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../units.js';
-import { describeFailure } from './grid-run.js';
+import { describeFailure } from './failure.js';
+
+/** the grid's control client, loaded by the commands that use it (not at every start of the CLI) */
+const control = () => import('../../runtime-node/grid/control.js');
 
 function table(rows: string[][]): string {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -33,7 +35,8 @@ export function registerGridControl(program: Command): void {
     .option('--json', 'print JSON')
     .option('-a, --all', 'include processes that have ended')
     .action(async (f: { json?: boolean; all?: boolean }) => {
-      const grids = await listGrids();
+      const ctl = await control();
+      const grids = await ctl.listGrids();
       const ended = ['exited', 'failed', 'killed'];
       const ps = grids.flatMap((g) => g.processes).filter((p) => f.all || !ended.includes(p.state));
       if (f.json) {
@@ -52,10 +55,11 @@ export function registerGridControl(program: Command): void {
     .description('kill a grid process by its GPID')
     .argument('<gpid>', 'the process (see gridvm ps)')
     .action(async (v: string) => {
+      const ctl = await control();
       const gpid = gpidArg(v);
-      const g = await gridOf(gpid);
+      const g = await ctl.gridOf(gpid);
       if (!g) throw new Error(`no running grid has a process with GPID ${gpid}`);
-      const r = await controlRequest(g.socket, 'POST', `/kill/${gpid}`);
+      const r = await ctl.controlRequest(g.socket, 'POST', `/kill/${gpid}`);
       if (r.status !== 200) throw new Error(r.body.error ?? `kill failed (${r.status})`);
     });
 
@@ -67,10 +71,11 @@ export function registerGridControl(program: Command): void {
     .option('--precopy', 'ship the state while the process runs, then freeze it only to ship what changed')
     .option('--json', 'print the migration record (bytes shipped, downtime) as JSON')
     .action(async (v: string, node: string, f: { precopy?: boolean; json?: boolean }) => {
+      const ctl = await control();
       const gpid = gpidArg(v);
-      const g = await gridOf(gpid);
+      const g = await ctl.gridOf(gpid);
       if (!g) throw new Error(`no running grid has a process with GPID ${gpid}`);
-      const r = await controlRequest(g.socket, 'POST', `/migrate/${gpid}/${encodeURIComponent(node)}${f.precopy ? '?precopy=1' : ''}`, 60_000);
+      const r = await ctl.controlRequest(g.socket, 'POST', `/migrate/${gpid}/${encodeURIComponent(node)}${f.precopy ? '?precopy=1' : ''}`, 60_000);
       if (r.status !== 200) throw new Error(r.body.error ?? `migrate failed (${r.status})`);
       const rec = r.body.record as MigrationRecord;
       if (f.json) process.stdout.write(`${JSON.stringify(rec)}\n`);
@@ -84,12 +89,13 @@ export function registerGridControl(program: Command): void {
     .argument('<n>', 'the new number of slots (an integer >= 0)')
     .option('--grid <pid>', 'the grid (its process id in gridvm ps --json), when more than one is running')
     .action(async (node: string, v: string, f: { grid?: string }) => {
+      const ctl = await control();
       const n = Number(v);
       if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new Error(`invalid slot count "${v}": use an integer >= 0`);
-      const grids = (await listGrids()).filter((g) => g.nodes.some((x) => x.id === node) && (f.grid === undefined || String(g.pid) === f.grid));
+      const grids = (await ctl.listGrids()).filter((g) => g.nodes.some((x) => x.id === node) && (f.grid === undefined || String(g.pid) === f.grid));
       if (!grids.length) throw new Error(`no running grid has a node ${node}${f.grid !== undefined ? ` (grid ${f.grid})` : ''}`);
       if (grids.length > 1) throw new Error(`${grids.length} running grids have a node ${node} (${grids.map((g) => g.pid).join(', ')}): pick one with --grid PID`);
-      const r = await controlRequest(grids[0]!.socket, 'POST', `/slots/${encodeURIComponent(node)}/${n}`);
+      const r = await ctl.controlRequest(grids[0]!.socket, 'POST', `/slots/${encodeURIComponent(node)}/${n}`);
       if (r.status !== 200) throw new Error(r.body.error ?? `slots failed (${r.status})`);
     });
 
@@ -99,7 +105,8 @@ export function registerGridControl(program: Command): void {
     .argument('<job>', 'the job id (see gridvm ps, or the JSON of gridvm run --json)')
     .option('--json', 'print JSON')
     .action(async (id: string, f: { json?: boolean }) => {
-      const s = await jobStatus(id);
+      const ctl = await control();
+      const s = await ctl.jobStatus(id);
       if (!s) {
         process.stderr.write(`gridvm: no job ${id} (not running here and no record in the job history)\n`);
         process.exitCode = ExitCode.ERROR;

@@ -3,10 +3,12 @@ import { Grid, type JobResult, type ProcView } from '../../runtime-node/grid/coo
 import { saveJobRecord, serveControl } from '../../runtime-node/grid/control.js';
 import { DiskModuleCache } from '../../runtime-node/cache.js';
 import { writeAllSync } from '../../runtime-node/run.js';
-import { prepareJob } from '../../vm/index.js';
+import { prepareJob } from '../../vm/job.js';
 import { hostInstrumentOptions } from '../../runtime-node/wasm-opt.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../units.js';
+import { describeFailure } from './failure.js';
+export { describeFailure };
 
 export interface GridRunOptions {
   file: string;
@@ -119,15 +121,6 @@ function exitCodeOf(r: JobResult): number {
 }
 
 /** For a failed process: why, when, where, and with which resources. */
-export function describeFailure(p: ProcView): string[] {
-  const f = p.failure!;
-  return [
-    `gridvm: process ${p.gpid} (${p.name}${p.rank || p.job ? ` rank ${p.rank}` : ''}) ${f.why === 'killed' ? 'was killed' : `failed: ${f.message}`}`,
-    ...(f.stack ?? []).map((s) => `    at ${s}`),
-    `    when ${f.at}, on node ${f.node ?? '-'}; used ${p.cpuMs} ms CPU, ${p.fuelUsed} fuel, ${formatBytes(p.memoryPeakBytes)} peak memory, ${p.checkpoints} checkpoints, ${p.migrations} migrations`,
-  ];
-}
-
 function reportFailures(r: JobResult): void {
   for (const p of r.processes) if (p.failure) process.stderr.write(`${describeFailure(p).join('\n')}\n`);
 }
