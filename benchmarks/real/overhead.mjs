@@ -10,6 +10,8 @@
 // The first run instruments the program (CRuby 51 MiB, yosys 29 MiB; minutes, with progress on stderr) into the
 // module cache (~/.cache/gridvm, GRIDVM_CACHE_DIR); later runs start at once. The workloads are RESULTS-real.md's.
 //
+// --opt-level N: instrument at optimisation level N (default 1) instead.
+//
 // --cold: each round runs the job once in a fresh process per side instead (plain, then instrumented from the disk
 // cache), as a single `gridvm run` does: V8 compiles the code it reaches and tiers it up during that one run. Reports
 // the run's time and the time from the start of loading (read, hash, compile) to the end, per side.
@@ -41,17 +43,18 @@ const PROGRAMS = {
 PROGRAMS['yosys-long'] = { ...PROGRAMS.yosys, args: ['-Q', '-T', '-p', 'read_verilog /work/alu.v; chparam -set W 40 top; synth -top top; stat'] };
 
 if (isMainThread) {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '8' }, program: { type: 'string', default: 'ruby' }, cold: { type: 'boolean' }, side: { type: 'string' } } });
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '8' }, program: { type: 'string', default: 'ruby' }, cold: { type: 'boolean' }, side: { type: 'string' }, 'opt-level': { type: 'string' } } });
+  const optLevel = values['opt-level'] === undefined ? undefined : Number(values['opt-level']);
   const rounds = Number(values.rounds);
   const program = values.program;
   if (!(program in PROGRAMS)) throw new Error(`--program: one of ${Object.keys(PROGRAMS).join(', ')} (not ${program})`);
   mkdirSync(join(REAL, 'work-yosys'), { recursive: true });
   writeFileSync(join(REAL, 'work-yosys', 'alu.v'), VERILOG);
   if (values.cold) {
-    await cold(program, rounds);
+    await cold(program, rounds, optLevel);
     process.exit(process.exitCode ?? 0);
   }
-  const w = new Worker(fileURLToPath(import.meta.url), { workerData: { rounds, program, side: values.side }, resourceLimits: { stackSizeMb: 256 } });
+  const w = new Worker(fileURLToPath(import.meta.url), { workerData: { rounds, program, side: values.side, optLevel }, resourceLimits: { stackSizeMb: 256 } });
   const rows = [];
   w.on('message', (m) => {
     if (m.progress) return void process.stderr.write(`\r${m.progress.padEnd(60)}`);
@@ -98,7 +101,7 @@ if (isMainThread) {
   };
   const opts = {
     name: workerData.program, args: P.args, dirs: P.dirs, memDirs: P.memDirs, stdout: 'buffer', stderr: 'buffer',
-    instrument: { onProgress: (stage, f) => parentPort.postMessage({ progress: `instrumenting: ${stage} ${Math.round(f * 100)}%` }) },
+    instrument: { ...(workerData.optLevel === undefined ? {} : { optimizeLevel: workerData.optLevel }), onProgress: (stage, f) => parentPort.postMessage({ progress: `instrumenting: ${stage} ${Math.round(f * 100)}%` }) },
   };
   if (workerData.side) {
     // --cold's child: one run of one side in this fresh process, timed from the start of loading (the plain side's
@@ -127,10 +130,10 @@ if (isMainThread) {
 }
 
 /** --cold: rounds of (plain, instrumented), each side one run in a fresh process (see the header). */
-async function cold(program, rounds) {
+async function cold(program, rounds, optLevel) {
   const { execFileSync } = await import('node:child_process');
   const one = (side) => {
-    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--program', program, '--side', side], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] });
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--program', program, '--side', side, ...(optLevel === undefined ? [] : ['--opt-level', String(optLevel)])], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] });
     return JSON.parse(out.trim().split('\n').pop());
   };
   // the instrumented module into the disk cache first (minutes the first time), untimed
