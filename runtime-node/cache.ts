@@ -15,6 +15,7 @@ import {
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { InstrumentInfo, ModuleCache } from '../vm/index.js';
+import { readBytes } from './files.js';
 
 /** Default place for instrumented modules: $GRIDVM_CACHE_DIR, else $XDG_CACHE_HOME/gridvm, else ~/.cache/gridvm. */
 export function defaultCacheDir(): string {
@@ -92,7 +93,7 @@ export class DiskModuleCache implements ModuleCache {
     let value: { bytes: Uint8Array; info: InstrumentInfo };
     try {
       const info = JSON.parse(readFileSync(this.file(key, 'json'), 'utf8')) as InstrumentInfo;
-      const bytes = new Uint8Array(readFileSync(this.file(key, 'wasm')));
+      const bytes = readBytes(this.file(key, 'wasm'));
       value = { bytes, info };
     } catch {
       return undefined;

@@ -12,6 +12,7 @@ import {
   type Snapshot,
 } from '../vm/runtime.js';
 import { writeAtomic } from './cache.js';
+import { readBytes } from './files.js';
 
 export const LATEST = 'latest';
 
@@ -95,7 +96,7 @@ export function loadChain(path: string, engine: PageEngine): DecodedSnapshot[] {
   for (let guard = 0; guard < 10_000; guard++) {
     let bytes: Uint8Array;
     try {
-      bytes = new Uint8Array(readFileSync(p));
+      bytes = readBytes(p);
     } catch (e) {
       throw new SnapshotError(`cannot read checkpoint ${p}: ${(e as Error).message}`, { cause: e });
     }

@@ -22,6 +22,7 @@ import { DiskModuleCache } from './cache.js';
 import { CheckpointWriter, loadChain, resolveCheckpointPath, type CheckpointMeta } from './checkpoints.js';
 import { nodePlatform } from './platform.js';
 import { hostInstrumentOptions } from './wasm-opt.js';
+import { readBytes } from './files.js';
 
 /**
  * Memories for fresh starts in this process: creating a WebAssembly.Memory costs ~15-25 µs (V8 reserves its address
@@ -216,7 +217,7 @@ async function loadJob(wasm: string | Uint8Array, o: RunOptions): Promise<Compil
     readAt = Date.now();
     st = statSync(wasm);
   }
-  const bytes = typeof wasm === 'string' ? new Uint8Array(readFileSync(wasm)) : wasm;
+  const bytes = typeof wasm === 'string' ? readBytes(wasm) : wasm;
   const instrument = hostInstrumentOptions(bytes, o.instrument);
   const job = await prepareJob(bytes, {
     ...(o.cache === false ? {} : { cache: new DiskModuleCache() }),

@@ -3,11 +3,12 @@
 // (benchmarks/real/RESULTS-real.md: CRuby at -O1 did not finish in binaryen.js within 7 minutes; native wasm-opt
 // instrumented it in 266 s). The rest of instrumentation stays in binaryen.js (vm/instrument.ts).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join, sep } from 'node:path';
 import { InstrumentError, type AsyncifyRunner, type InstrumentOptions } from '../vm/runtime.js';
 import { functionBodies, joinParts, modulePart, partition } from '../vm/wasmcode.js';
+import { readBytes } from './files.js';
 
 /** The Wasm features gridvm's engines accept (vm/instrument.ts ENGINE_FEATURES), as wasm-opt flags. */
 const FEATURES = [
@@ -88,7 +89,7 @@ export function nativeAsyncify(opts: { parts?: boolean } = { parts: process.env.
         const why = r.error ? r.error.message : `${r.signal ?? `exit ${r.status}`}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
         throw new InstrumentError(`native wasm-opt failed in the ${step} step (${why}); GRIDVM_WASM_OPT=never uses binaryen.js instead`);
       }
-      return new Uint8Array(readFileSync(output));
+      return readBytes(output);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

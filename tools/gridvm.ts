@@ -5,9 +5,11 @@ import { registerGridControl } from './commands/grid-ctl.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerResume, registerRun } from './commands/run.js';
 import { ExitCode } from './exit-codes.js';
+import { limitWasmCompileTasks } from '../runtime-node/v8-flags.js';
 
 /** The `gridvm` command line. */
 export async function main(argv: string[]): Promise<void> {
+  limitWasmCompileTasks();
   const program = new Command();
   program
     .name('gridvm')

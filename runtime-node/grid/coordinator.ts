@@ -1,7 +1,7 @@
 // The origin of a grid on one machine: starts N nodes, keeps the global process table (GPIDs), places processes
 // through the scheduler (kernel/sched), answers grid calls (spawn, fork, wait), migrates processes, recovers the
 // processes of lost nodes from their last exported checkpoint, and integrates output in GPID order.
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import {
   Errno,
@@ -28,6 +28,7 @@ import { KILLED_BEFORE_BEGIN, newSparePool } from './node-host.js';
 import { startNode, type Isolation, type NodeHandle } from './nodes.js';
 import { OutputIntegrator, type Sink } from './output.js';
 import { CONTROL_SLOTS, MIGRATION_DIR } from './runner-types.js';
+import { readBytes } from '../files.js';
 
 /**
  * Staged starts per node (GridOptions.lookahead). With hello.wasm jobs on 2 thread nodes, alternating runs against
@@ -352,7 +353,7 @@ export class Grid {
       const known = this.byPath.get(key);
       if (known && known.mtimeMs === st.mtimeMs && known.size === st.size) hash = known.hash;
       else {
-        hash = await this.loadModule(new Uint8Array(readFileSync(spec.wasm)), trackDirty);
+        hash = await this.loadModule(readBytes(spec.wasm), trackDirty);
         this.byPath.set(key, { mtimeMs: st.mtimeMs, size: st.size, hash });
       }
     } else {

@@ -4,6 +4,10 @@
 import { LocalBus } from '../../kernel/index.js';
 import { NodeHost } from './node-host.js';
 import { carry, sweepCarrierFiles, uncarry } from './ipc-carrier.js';
+import { limitWasmCompileTasks } from '../v8-flags.js';
+
+// the node's runner threads keep the cores: V8's tier-up compiles get the rest (see v8-flags.ts)
+limitWasmCompileTasks();
 
 const [id, slotsArg] = process.argv.slice(2);
 if (!id || !process.send) {

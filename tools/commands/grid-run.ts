@@ -8,6 +8,7 @@ import { hostInstrumentOptions } from '../../runtime-node/wasm-opt.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../units.js';
 import { describeFailure } from './failure.js';
+import { readBytes } from '../../runtime-node/files.js';
 export { describeFailure };
 
 export interface GridRunOptions {
@@ -56,8 +57,7 @@ function sinkTo(fd: 1 | 2): (b: Uint8Array) => void {
 
 /** `gridvm run --nodes N`: a local grid of N nodes runs the job; returns the CLI exit code. */
 export async function gridRun(o: GridRunOptions): Promise<number> {
-  const { readFileSync } = await import('node:fs');
-  const bytes = new Uint8Array(readFileSync(o.file));
+  const bytes = readBytes(o.file);
   const parts = o.parts ?? ((await spawnsChildren(bytes, o.cache !== false, !!(o.trackDirty || o.precopy))) ? 1 : o.nodes);
   const grid = await Grid.start({
     nodes: o.nodes, isolate: o.isolate, ...(o.cache === false ? { cache: false } : {}), ...(o.lookahead !== undefined ? { lookahead: o.lookahead } : {}),
