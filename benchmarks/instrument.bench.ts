@@ -1,5 +1,5 @@
 // Row 2: instrumentation time for the biggest guest module available, cold and cached:
-//   cold, fresh process      a new Node process: import vm/ (loads Binaryen) + prepareJob with no cache
+//   cold, fresh process      a new Node process: import vm/job.ts + prepareJob with no cache (which loads Binaryen)
 //   cold, warm process       prepareJob of a module never seen (no cache): validate, instrument, compile
 //   disk cache, fresh proc   a new Node process, prepareJob with runtime-node's DiskModuleCache holding it
 //   disk cache, warm process prepareJob of a module not in the memory cache but on disk: read + compile
@@ -100,10 +100,10 @@ export async function benchInstrument(opts: { iters?: number } = {}): Promise<Se
       table(
         ['prepareJob', 'ms', 'vs cold (warm process)'],
         [
-          ['cold, fresh process: import vm/ (Binaryen) + instrument + compile', `${ms(median(freshCold.map((r) => r.loadMs + r.prepareMs)))} (import ${ms(median(freshCold.map((r) => r.loadMs)))} + prepare ${ms(median(freshCold.map((r) => r.prepareMs)))})`, '—'],
+          ['cold, fresh process: import vm/job.ts + load Binaryen + instrument + compile', `${ms(median(freshCold.map((r) => r.loadMs + r.prepareMs)))} (import ${ms(median(freshCold.map((r) => r.loadMs)))} + prepare ${ms(median(freshCold.map((r) => r.prepareMs)))})`, '—'],
           ['cold, warm process (no cache): validate + instrument + compile', ms(coldMed), '1.00x'],
           ['  of which instrument() alone', ms(median(instrOnly)), `${(median(instrOnly) / coldMed).toFixed(2)}x`],
-          ['disk cache, fresh process (import vm/ + read + compile)', `${ms(median(freshDisk.map((r) => r.loadMs + r.prepareMs)))} (import ${ms(median(freshDisk.map((r) => r.loadMs)))} + prepare ${ms(median(freshDisk.map((r) => r.prepareMs)))})`, '—'],
+          ['disk cache, fresh process (import vm/job.ts + read + compile; no Binaryen)', `${ms(median(freshDisk.map((r) => r.loadMs + r.prepareMs)))} (import ${ms(median(freshDisk.map((r) => r.loadMs)))} + prepare ${ms(median(freshDisk.map((r) => r.prepareMs)))})`, '—'],
           ['disk cache, warm process (read + compile)', ms(median(diskHit)), `${(median(diskHit) / coldMed).toFixed(3)}x`],
           ['memory cache (compiled module kept)', ms(median(memHit)), `${(median(memHit) / coldMed).toFixed(4)}x`],
         ],
