@@ -40,7 +40,7 @@ export function cacheMaxBytes(): number {
 }
 
 /** The modules whose code decides what instrumentation produces (under ../vm/: vm/instrument.ts and what it imports). */
-const INSTRUMENTER_FILES = ['instrument', 'version', 'budget', 'noreturn', 'walk', 'callgraph', 'namesection', 'wasmbin', 'dirty', 'unwind', 'loops', 'recursion', 'names', 'wasmcode'];
+const INSTRUMENTER_FILES = ['instrument', 'version', 'unroll', 'budget', 'noreturn', 'walk', 'callgraph', 'namesection', 'wasmbin', 'dirty', 'unwind', 'loops', 'recursion', 'names', 'wasmcode'];
 let instrumenterId: string | undefined;
 
 /**

@@ -145,7 +145,7 @@ export function lowerTailCalls(m: binaryen.Module, fref: binaryen.FunctionRef): 
  * Insert a function's budget checks with its budget cached in a local (see the file comment). `loops` are the loop
  * checks; `entry`, if set, is the entry check (recursive functions): the import it calls, and whether it ticks. Call canCacheBudget first.
  */
-export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined, budgetFree: ReadonlySet<string> = new Set(), unroll = true): { unrolled: number } {
+export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRef, loops: CachedLoopCheck[], entry: { target: string; tick: boolean } | undefined, budgetFree: ReadonlySet<string> = new Set(), unroll: boolean | 'tiny' = true): { unrolled: number } {
   const b = X._BinaryenFunctionAddVar(fref, i32);
   const needFloor = loops.some((l) => l.tick) || !!entry?.tick;
   const f = needFloor ? X._BinaryenFunctionAddVar(fref, i32) : -1;
@@ -180,7 +180,7 @@ export function insertCachedChecks(m: binaryen.Module, fref: binaryen.FunctionRe
   let unrolled = 0;
   for (const [li, l] of loops.entries()) {
     const n = checkedLoops.size;
-    if (unroll && unrollLoop(m, l.loop, `__gridvm_u${li}`, MAX_UNROLLED_LOOP)) unrolled++;
+    if (unroll && unrollLoop(m, l.loop, `__gridvm_u${li}`, MAX_UNROLLED_LOOP, unroll === 'tiny')) unrolled++;
     const body = X.Loop.getBody(l.loop);
     if (l.tick) {
       X.Loop.setBody(l.loop, m.block(null, [check(l.target, true), body], binaryen.getExpressionType(body)));

@@ -13,6 +13,7 @@ import { SYSCALLS } from '../kernel/index.js';
 import { BUDGET_GLOBAL, DIRTY_BASE_GLOBAL, GLOBAL_EXPORT_PREFIX, MEMLIMIT_GLOBAL, TICK_FLOOR_GLOBAL } from './names.js';
 
 import { INSTRUMENT_VERSION } from './version.js';
+import { unrollLoopsOf } from './unroll.js';
 export { INSTRUMENT_VERSION };
 
 const YIELD_FN = '__gridvm_yield';
@@ -159,10 +160,11 @@ export interface InstrumentOptions {
   unwind?: 'gridvm' | 'asyncify';
   /**
    * Unroll small loops by two so that their budget check runs once per two iterations (vm/loops.ts). Default: true,
-   * but false with `asyncify` (the native tool, used for large modules: the copies took yosys past binaryen.js's
-   * 4 GiB). The same output either way; fuel counts checks, so it is lower with unrolling.
+   * but only the tiny loops (unrolled by four) with `asyncify` (the native tool, used for large modules: copies of
+   * all small loops took yosys past binaryen.js's 4 GiB). The same output either way; fuel counts checks, so it is
+   * lower with unrolling. `'tiny'`: only the loops unrolled by four.
    */
-  unrollLoops?: boolean;
+  unrollLoops?: boolean | 'tiny';
   /**
    * Unroll small self-recursive functions by one level (vm/recursion.ts): each call to itself becomes a copy of its
    * body, so one activation does two levels' work and pays one budget check. Default: as `unrollLoops`. The same
@@ -369,7 +371,7 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   let stateOps = 0;
   const unknownBefore = unknownTotal();
   // not for the large modules the native tool handles, as unrollLoops
-  const unrollRecursion = opts.unrollRecursion ?? opts.unrollLoops ?? !opts.asyncify;
+  const unrollRecursion = opts.unrollRecursion ?? unrollLoopsOf(opts) === true;
   const unrolledRecursion = { functions: 0, calls: 0 };
   for (let i = 0; i < nFuncs; i++) {
     const ref = m.getFunctionByIndex(i);
@@ -458,8 +460,9 @@ function instrumentModule(owned: { m: binaryen.Module; disposed: boolean }, opts
   let leafFunctions = 0;
   let cachedFunctions = 0;
   let unrolledLoops = 0;
-  // not for the large modules the native tool handles: the copies took yosys past binaryen.js's 4 GiB when emitting
-  const unrollLoops = opts.unrollLoops ?? !opts.asyncify;
+  // the large modules the native tool handles get their tiny loops unrolled only: copies of every small loop took
+  // yosys past binaryen.js's 4 GiB when emitting; its tiny inner loops were where its checks cost most
+  const unrollLoops = unrollLoopsOf(opts);
   // Height 0: calls no function of the job. Height 1: not recursive, no indirect calls, calls only height-0
   // functions. Both run in time bounded by their own loops, so their checks tick instead of yielding: a due
   // checkpoint waits for such a call to return (their callers can unwind).
@@ -734,3 +737,4 @@ function unknownTotal(): number {
 function asyncifyListName(name: string): boolean {
   return /^[A-Za-z0-9_$.~/:<>#@+\-[\]]+$/.test(name);
 }
+

@@ -1,5 +1,6 @@
 import type { InstrumentInfo, InstrumentOptions } from './instrument.js';
 import { INSTRUMENT_VERSION } from './version.js';
+import { unrollLoopsOf } from './unroll.js';
 import { InstrumentError } from './errors.js';
 import { sha256Hex, type CompiledJob } from './compiled.js';
 export { sha256Hex, compileInstrumented, type CompiledJob } from './compiled.js';
@@ -14,7 +15,7 @@ export interface ModuleCache {
 
 /** The cache key of an instrumented module: the source's hash, the instrumentation version and its options. */
 export function moduleCacheKey(sourceHash: string, opts?: InstrumentOptions): string {
-  return `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts?.optimizeLevel ?? 1}${opts?.dirtyPages ? '-dirty' : ''}${opts?.unwind === 'asyncify' ? '-asyncify' : ''}${(opts?.unrollLoops ?? !opts?.asyncify) ? '' : '-nounroll'}${(opts?.unrollRecursion ?? opts?.unrollLoops ?? !opts?.asyncify) ? '' : '-norecunroll'}${opts?.asyncify ? `-${opts.asyncify.id}` : ''}`;
+  return `${sourceHash}-v${INSTRUMENT_VERSION}-O${opts?.optimizeLevel ?? 1}${opts?.dirtyPages ? '-dirty' : ''}${opts?.unwind === 'asyncify' ? '-asyncify' : ''}${{ true: '', tiny: '-tinyunroll', false: '-nounroll' }[String(unrollLoopsOf(opts)) as 'true' | 'tiny' | 'false']}${(opts?.unrollRecursion ?? unrollLoopsOf(opts) === true) ? '' : '-norecunroll'}${opts?.asyncify ? `-${opts.asyncify.id}` : ''}`;
 }
 
 const memoryCache = new Map<string, { bytes: Uint8Array; info: InstrumentInfo; module?: WebAssembly.Module; hash?: string }>();

@@ -12,6 +12,9 @@ import { children, renameLabels } from './walk.js';
  * same program (unrolled or not) counts the same checks at any slice size, checkpoint or suspension; unrolling
  * only makes a different (smaller) count than the module without it.
  *
+ * `tinyOnly`: only the loops unrolled by four (large modules: their tiny loops are where the checks weigh most,
+ * and the copies of the bigger ones ran binaryen.js out of memory on yosys).
+ *
  * Only loops of the form compilers emit for `do … while` (LLVM rotates loops into it) are unrolled:
  * `loop $l { S…; br_if $l C }` with the back edge last, no nested loop, no exception handling, and no branch to the
  * body block's own label (it would skip the back edge, and so leave the loop, where the copy would go on). It becomes
@@ -19,7 +22,7 @@ import { children, renameLabels } from './walk.js';
  * copies nest: `S…; if (C) { S1…; if (C1) { S2…; if (C2) { S3…; br_if $l C3 } } }`). Any other branch
  * (out of the loop, or to `$l` from inside S: a `continue`) means the same in either half.
  */
-export function unrollLoop(m: binaryen.Module, loop: number, suffix: string, maxExpressions: number): boolean {
+export function unrollLoop(m: binaryen.Module, loop: number, suffix: string, maxExpressions: number, tinyOnly = false): boolean {
   const info = (e: number) => binaryen.getExpressionInfo(e) as unknown as Record<string, unknown>;
   const name = info(loop).name as string | null;
   const body = info(loop).body as number;
@@ -44,6 +47,7 @@ export function unrollLoop(m: binaryen.Module, loop: number, suffix: string, max
   }
   // tiny loops (a list walk, a byte compare) by four: their check weighs most against a body of a few instructions
   const factor = count * 4 <= maxExpressions ? 4 : 2;
+  if (tinyOnly && factor !== 4) return false;
   // from the innermost copy out: S(k-1)...; br_if $l C(k-1), then S(j)...; if (C(j)) { <copy j+1> } for j = k-2 ... 1
   let inner: number | undefined;
   for (let j = factor - 1; j >= 1; j--) {

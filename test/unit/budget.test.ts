@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { instrument, prepareJob, type CompiledJob, type InstrumentOptions, type YieldAction } from '../../vm/index.js';
 import { ownSnapshot, roundTrip, TestVm } from '../harness/grid.js';
 import { reference, wat } from '../harness/wat.js';
+import { unrollLoopsOf } from '../../vm/unroll.js';
 
 const FEATURES = binaryen.Features.MVP | binaryen.Features.TailCall | binaryen.Features.MutableGlobals;
 
@@ -307,6 +308,63 @@ describe('loops unrolled by two, tiny ones by four', () => {
     expect(plain.fuel).toBeGreaterThan(each.fuel * 0.2);
     // the leaves only tick: a checkpoint waits for the next yield, in _start's loop of 60 rounds
     exactEverywhere(job, expected, plain.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 97, atLeast: 20 }, suspend: { slice: 131, every: 2, atLeast: 12 } });
+  });
+});
+
+// A tiny loop (unrolled by four) and a small one (by two): the native tool's default unrolls only the first.
+const TINY_AND_SMALL = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $tiny (param $n i32) (result i32)
+    (local $i i32) (local $h i32)
+    (loop $l
+      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 33)) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (local.get $h))
+  (func $small (param $n i32) (result i32)
+    (local $i i32) (local $a i32) (local $b i32) (local $c i32)
+    (loop $l
+      (local.set $a (i32.xor (i32.mul (local.get $a) (i32.const 31)) (i32.add (local.get $i) (i32.const 7))))
+      (local.set $b (i32.add (i32.rotl (local.get $b) (i32.const 5)) (i32.xor (local.get $a) (local.get $i))))
+      (local.set $c (i32.sub (i32.mul (local.get $c) (i32.const 17)) (i32.and (local.get $b) (i32.const 255))))
+      (local.set $a (i32.add (local.get $a) (i32.shr_u (local.get $c) (i32.const 3))))
+      (local.set $b (i32.xor (local.get $b) (i32.shl (local.get $a) (i32.const 2))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (i32.add (local.get $a) (i32.add (local.get $b) (local.get $c))))
+  (func $print (param $v i32)
+    (i32.store (i32.const 16) (local.get $v))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4))))
+  (func (export "_start")
+    (local $k i32)
+    (loop $rounds
+      (call $print (i32.xor (call $tiny (i32.add (i32.const 3001) (local.get $k))) (call $small (i32.add (i32.const 1999) (local.get $k)))))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br_if $rounds (i32.lt_u (local.get $k) (i32.const 40))))))`;
+
+describe('only tiny loops unrolled, the native tool\'s default (large modules)', () => {
+  const original = wat(TINY_AND_SMALL, FEATURES);
+  const expected = reference(original);
+
+  it('unrolls the tiny loop by four and leaves the small one, computing what the original computes, exact under checkpoints and suspensions', async () => {
+    expect(unrollLoopsOf({ asyncify: { id: 'x' } as InstrumentOptions['asyncify'] })).toBe('tiny');
+    expect(unrollLoopsOf({})).toBe(true);
+    expect(unrollLoopsOf({ asyncify: { id: 'x' } as InstrumentOptions['asyncify'], unrollLoops: false })).toBe(false);
+    expect(instrument(original).info.stats.unrolledLoops).toBe(3); // both, and _start's
+    expect(instrument(original, { unrollLoops: 'tiny' }).info.stats.unrolledLoops).toBe(2); // $tiny and _start's, not $small
+    expect(expected.length).toBe(160);
+    const job = await prepareJob(original, { instrument: { unrollLoops: 'tiny' } });
+    const tiny = runVm(job, 200_000);
+    const all = runVm(await prepareJob(original), 200_000);
+    const none = runVm(await prepareJob(original, { instrument: { unrollLoops: false } }), 200_000);
+    for (const r of [tiny, all, none]) expect(Buffer.from(r.stdout).equals(Buffer.from(expected))).toBe(true);
+    expect(tiny.fuel).toBeLessThan(none.fuel);
+    expect(tiny.fuel).toBeGreaterThan(all.fuel);
+    // _start's loop (unrolled too) yields every fourth round: 10 checkpoints, and a suspension at each
+    exactEverywhere(job, expected, tiny.fuel, { slices: [1, 13, 4_099], checkpoint: { slice: 97, atLeast: 8 }, suspend: { slice: 131, every: 1, atLeast: 8 } });
   });
 });
 
