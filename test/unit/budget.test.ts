@@ -239,6 +239,23 @@ describe('functions that never return', () => {
 // Loops unrolled by two (vm/loops.ts): a byte loop with an early exit and a `continue` in the first half, a loop
 // whose trip count is odd (it leaves from the first half), and one the unroller must leave alone (a branch to its
 // body block's label would skip the back edge, i.e. leave the loop, where the copy would go on).
+/** a tiny hash loop (unrolled by four), as a WAT function named `name` */
+const hashLoop = (name: string): string => `  (func ${name} (param $n i32) (result i32)
+    (local $i i32) (local $h i32)
+    (loop $l
+      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 33)) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (local.get $h))
+`;
+/** `$print`: writes its i32 argument's four bytes to stdout */
+const PRINT = `  (func $print (param $v i32)
+    (i32.store (i32.const 16) (local.get $v))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4))))
+`;
+
 const LOOPS = `(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
@@ -254,14 +271,7 @@ const LOOPS = `(module
         (local.set $s (i32.add (local.get $s) (local.get $b)))
         (br_if $l (i32.lt_u (local.get $i) (local.get $n)))))
     (i32.add (i32.mul (local.get $s) (i32.const 31)) (local.get $i)))
-  (func $odd (param $n i32) (result i32)
-    (local $i i32) (local $h i32)
-    (loop $l
-      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 33)) (local.get $i)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
-    (local.get $h))
-  (func $named (param $n i32) (result i32)
+${hashLoop('$odd')}  (func $named (param $n i32) (result i32)
     (local $i i32) (local $h i32)
     (loop $l
       (block $body
@@ -270,12 +280,7 @@ const LOOPS = `(module
         (local.set $h (i32.xor (i32.mul (local.get $h) (i32.const 5)) (local.get $i)))
         (br_if $l (i32.lt_u (local.get $i) (local.get $n)))))
     (i32.add (local.get $h) (local.get $i)))
-  (func $print (param $v i32)
-    (i32.store (i32.const 16) (local.get $v))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 4))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4))))
-  (func (export "_start")
+${PRINT}  (func (export "_start")
     (local $i i32) (local $r i32)
     (loop $fill
       (i32.store8 offset=64 (local.get $i) (i32.mul (local.get $i) (i32.const 7)))
@@ -315,14 +320,7 @@ describe('loops unrolled by two, tiny ones by four', () => {
 const TINY_AND_SMALL = `(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
-  (func $tiny (param $n i32) (result i32)
-    (local $i i32) (local $h i32)
-    (loop $l
-      (local.set $h (i32.add (i32.mul (local.get $h) (i32.const 33)) (local.get $i)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
-    (local.get $h))
-  (func $small (param $n i32) (result i32)
+${hashLoop('$tiny')}  (func $small (param $n i32) (result i32)
     (local $i i32) (local $a i32) (local $b i32) (local $c i32)
     (loop $l
       (local.set $a (i32.xor (i32.mul (local.get $a) (i32.const 31)) (i32.add (local.get $i) (i32.const 7))))
@@ -333,12 +331,7 @@ const TINY_AND_SMALL = `(module
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
     (i32.add (local.get $a) (i32.add (local.get $b) (local.get $c))))
-  (func $print (param $v i32)
-    (i32.store (i32.const 16) (local.get $v))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 4))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4))))
-  (func (export "_start")
+${PRINT}  (func (export "_start")
     (local $k i32)
     (loop $rounds
       (call $print (i32.xor (call $tiny (i32.add (i32.const 3001) (local.get $k))) (call $small (i32.add (i32.const 1999) (local.get $k)))))
