@@ -20,8 +20,12 @@ export interface PageEngine {
   hashPages(nPages: number, out: Uint32Array): void;
   /** 1 for each page of the area that is all zero, else 0. */
   zeroPages(nPages: number, out: Uint8Array): void;
-  /** Hash of arbitrary bytes (the snapshot file checksum): 16 lowercase hex chars, hi word first. */
-  hashBytes(bytes: Uint8Array): string;
+  /**
+   * Hash of arbitrary bytes (the snapshot file checksum): 16 lowercase hex chars, hi word first. Given a list of
+   * parts, the hash of their concatenation, without making it: every part but the last must be a multiple of 64
+   * bytes long (e.g. pages of a job memory, hashed where they are).
+   */
+  hashBytes(bytes: Uint8Array | readonly Uint8Array[]): string;
   /** For two buffers of at least nPages pages, mark pages that differ (1) in out; returns the count. */
   diffPages(a: Uint8Array, b: Uint8Array, nPages: number, out: Uint8Array): number;
 }
@@ -40,6 +44,11 @@ export interface PageEngine {
  * instantiated (no Wasm SIMD, or a CSP that forbids Wasm compilation).
  */
 export const AUTO_ENGINE: 'assemblyscript' | 'typescript' = 'assemblyscript';
+
+/** hashBytes' input as a list of parts. */
+function partsOf(input: Uint8Array | readonly Uint8Array[]): readonly Uint8Array[] {
+  return input instanceof Uint8Array ? [input] : input;
+}
 
 export function createPageEngine(kind: 'assemblyscript' | 'typescript' | 'auto' = 'auto'): PageEngine {
   if (!LITTLE_ENDIAN) throw new Error('gridvm page engine: big-endian hosts are not supported (wasm memory is little-endian)');
@@ -195,26 +204,32 @@ class TsPageEngine implements PageEngine {
     tsZeroPages(this.words, nPages, out);
   }
 
-  hashBytes(bytes: Uint8Array): string {
+  hashBytes(input: Uint8Array | readonly Uint8Array[]): string {
     const st = this.st;
     tsHashInit(st);
-    const n = bytes.length;
-    const full = n - (n % BLOCK);
-    if (bytes.byteOffset % 4 === 0) {
-      const w = new Int32Array(bytes.buffer, bytes.byteOffset, full >>> 2);
-      tsHashAbsorb(st, w, 0, full / BLOCK);
-    } else {
-      for (let off = 0; off < full; off += PAGE_SIZE) {
-        const len = Math.min(PAGE_SIZE, full - off);
-        this.tail.set(bytes.subarray(off, off + len));
-        tsHashAbsorb(st, this.tailWords, 0, len / BLOCK);
+    const parts = partsOf(input);
+    let n = 0;
+    parts.forEach((bytes, k) => {
+      const len = bytes.length;
+      const full = len - (len % BLOCK);
+      if (bytes.byteOffset % 4 === 0) {
+        const w = new Int32Array(bytes.buffer, bytes.byteOffset, full >>> 2);
+        tsHashAbsorb(st, w, 0, full / BLOCK);
+      } else {
+        for (let off = 0; off < full; off += PAGE_SIZE) {
+          const m = Math.min(PAGE_SIZE, full - off);
+          this.tail.set(bytes.subarray(off, off + m));
+          tsHashAbsorb(st, this.tailWords, 0, m / BLOCK);
+        }
       }
-    }
-    if (full < n) {
-      this.tail.fill(0, 0, BLOCK);
-      this.tail.set(bytes.subarray(full, n));
-      tsHashAbsorb(st, this.tailWords, 0, 1);
-    }
+      if (full < len) {
+        if (k !== parts.length - 1) throw new RangeError(`hashBytes: part ${k} is ${len} bytes, not a multiple of ${BLOCK} (only the last part may be)`);
+        this.tail.fill(0, 0, BLOCK);
+        this.tail.set(bytes.subarray(full, len));
+        tsHashAbsorb(st, this.tailWords, 0, 1);
+      }
+      n += len;
+    });
     tsHashFinal(st, n, this.h, 0);
     return hex64(this.h[0], this.h[1]);
   }
@@ -347,32 +362,38 @@ class AsPageEngine implements PageEngine {
     }
   }
 
-  hashBytes(bytes: Uint8Array): string {
+  hashBytes(input: Uint8Array | readonly Uint8Array[]): string {
     const x = this.x;
     x.hashInit(ST);
-    const n = bytes.length;
-    const full = n - (n % BLOCK);
     const mem = this.memory.buffer;
-    if (bytes.buffer === mem) {
-      for (let off = 0; off < full; off += CHUNK) {
-        const len = Math.min(CHUNK, full - off);
-        x.touch(bytes.byteOffset + off, len); // see touch() in vm/assembly/pages.ts
-        x.hashAbsorb(ST, bytes.byteOffset + off, len / BLOCK);
+    const parts = partsOf(input);
+    let n = 0;
+    parts.forEach((bytes, k) => {
+      const len = bytes.length;
+      const full = len - (len % BLOCK);
+      if (bytes.buffer === mem) {
+        for (let off = 0; off < full; off += CHUNK) {
+          const m = Math.min(CHUNK, full - off);
+          x.touch(bytes.byteOffset + off, m); // see touch() in vm/assembly/pages.ts
+          x.hashAbsorb(ST, bytes.byteOffset + off, m / BLOCK);
+        }
+      } else {
+        const u8 = new Uint8Array(mem);
+        for (let off = 0; off < full; off += CHUNK) {
+          const m = Math.min(CHUNK, full - off);
+          u8.set(bytes.subarray(off, off + m), CHUNK_A);
+          x.hashAbsorb(ST, CHUNK_A, m / BLOCK);
+        }
       }
-    } else {
-      const u8 = new Uint8Array(mem);
-      for (let off = 0; off < full; off += CHUNK) {
-        const len = Math.min(CHUNK, full - off);
-        u8.set(bytes.subarray(off, off + len), CHUNK_A);
-        x.hashAbsorb(ST, CHUNK_A, len / BLOCK);
+      if (full < len) {
+        if (k !== parts.length - 1) throw new RangeError(`hashBytes: part ${k} is ${len} bytes, not a multiple of ${BLOCK} (only the last part may be)`);
+        const u8 = new Uint8Array(mem);
+        u8.fill(0, TAIL, TAIL + BLOCK);
+        u8.set(bytes.subarray(full, len), TAIL);
+        x.hashAbsorb(ST, TAIL, 1);
       }
-    }
-    if (full < n) {
-      const u8 = new Uint8Array(mem);
-      u8.fill(0, TAIL, TAIL + BLOCK);
-      u8.set(bytes.subarray(full, n), TAIL);
-      x.hashAbsorb(ST, TAIL, 1);
-    }
+      n += len;
+    });
     x.hashFinal(ST, n >>> 0, Math.floor(n / 4294967296) >>> 0, OUT);
     const h = new Uint32Array(mem, OUT, 2);
     return hex64(h[0], h[1]);

@@ -11,6 +11,7 @@ export {
   decodeSnapshot,
   applyChain,
   applyLink,
+  keepPages,
   snapshotFromChain,
   concatChunks,
   readU32List,

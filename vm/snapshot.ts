@@ -76,7 +76,7 @@ export interface DeltaBase {
 
 export interface Encoded {
   id: string;
-  /** the file, as chunks to write in order */
+  /** the file, as chunks to write in order (see `views` in encodeSnapshot) */
   chunks: Uint8Array[];
   size: number;
   header: SnapshotHeader;
@@ -120,11 +120,16 @@ function isZeroPage(mem: Uint8Array, p: number): boolean {
  * already is the area, a live capture) and every page is hashed. A delta against a base that has neither (a
  * tracked delta's base, given to another Machine's snapshot) is encoded as a full snapshot instead: check
  * `header.kind`.
+ *
+ * With `views`, the data section's chunks are views of the memory the pages were read from (the snapshot's memory,
+ * or the engine's work area), one per run of consecutive pages, instead of one copy: nothing the size of the
+ * memory is allocated, and the chunks are valid only until that memory changes (the Machine's next capture, the
+ * engine's next area()). Write them out at once.
  */
 export function encodeSnapshot(
   s: Snapshot,
   engine: PageEngine,
-  opts: { delta?: DeltaBase; createdAtMs?: number; meta?: Record<string, unknown>; file?: string } = {},
+  opts: { delta?: DeltaBase; createdAtMs?: number; meta?: Record<string, unknown>; file?: string; views?: boolean } = {},
 ): Encoded {
   const n = s.pages;
   const bytes = n * PAGE_SIZE;
@@ -161,8 +166,22 @@ export function encodeSnapshot(
       } else dataPages.push(i);
     }
   }
-  const data = new Uint8Array(dataPages.length * PAGE_SIZE);
-  dataPages.forEach((p, k) => data.set(src.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), k * PAGE_SIZE));
+  // the data section: one copy of the pages, or (views) the runs of consecutive pages where they are
+  let data: Uint8Array[];
+  if (opts.views) {
+    data = [];
+    for (let k = 0; k < dataPages.length; ) {
+      let e = k + 1;
+      while (e < dataPages.length && dataPages[e] === dataPages[e - 1]! + 1) e++;
+      data.push(src.subarray(dataPages[k]! * PAGE_SIZE, (dataPages[e - 1]! + 1) * PAGE_SIZE));
+      k = e;
+    }
+  } else {
+    const copy = new Uint8Array(dataPages.length * PAGE_SIZE);
+    dataPages.forEach((p, k) => copy.set(src.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), k * PAGE_SIZE));
+    data = [copy];
+  }
+  const dataBytes = dataPages.length * PAGE_SIZE;
   const header: SnapshotHeader = {
     format: SNAPSHOT_FORMAT,
     kind: d ? 'delta' : 'full',
@@ -190,7 +209,7 @@ export function encodeSnapshot(
   for (let i = 0; i < 8; i++) prefix[i] = MAGIC.charCodeAt(i);
   dv.setUint32(8, SNAPSHOT_FORMAT, true);
   dv.setUint32(12, hb.length, true);
-  dv.setBigUint64(16, BigInt(data.length), true);
+  dv.setBigUint64(16, BigInt(dataBytes), true);
   for (let i = 0; i < 16; i++) {
     prefix[24 + i] = hh.charCodeAt(i);
     prefix[40 + i] = dh.charCodeAt(i);
@@ -198,8 +217,8 @@ export function encodeSnapshot(
   const id = hh + dh;
   return {
     id,
-    chunks: [prefix, hb, data],
-    size: PREFIX + hb.length + data.length,
+    chunks: [prefix, hb, ...data],
+    size: PREFIX + hb.length + dataBytes,
     header,
     base: {
       id,
@@ -299,6 +318,26 @@ export function applyChain(chain: DecodedSnapshot[], dst: Uint8Array, prepared?:
     else dst.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
   }
   for (const c of chain.slice(k)) apply(c);
+}
+
+/**
+ * A link of a chain reduced to the data pages among `pages` (its id, header and zero pages otherwise unchanged), for
+ * a link already applied to a prepared memory: applyChain with `prepared` reads only the pages instantiation
+ * rewrites (PreparedMemory.dataPages) from such links, so a pre-copy need not keep its whole data section alive.
+ */
+export function keepPages(c: DecodedSnapshot, pages: readonly number[]): DecodedSnapshot {
+  const want = new Set(pages);
+  const kept: number[] = [];
+  const at: number[] = [];
+  readU32List(c.header.dataPages).forEach((p, k) => {
+    if (want.has(p)) {
+      kept.push(p);
+      at.push(k);
+    }
+  });
+  const data = new Uint8Array(kept.length * PAGE_SIZE);
+  at.forEach((k, i) => data.set(c.data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), i * PAGE_SIZE));
+  return { id: c.id, header: { ...c.header, dataPages: u32list(kept) }, data };
 }
 
 /**

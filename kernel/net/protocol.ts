@@ -120,7 +120,18 @@ export type NodeEvent =
   | { t: 'started'; node: string; gpid: Gpid; at: number }
   /** a snapshot taken while the process keeps running (pre-copy of a migration): full, or with `delta` a delta of
    * the previous pre-copy round */
-  | { t: 'precopy'; node: string; gpid: Gpid; snapshot: Uint8Array; delta?: boolean }
+  | {
+      t: 'precopy';
+      node: string;
+      gpid: Gpid;
+      snapshot: Uint8Array;
+      delta?: boolean;
+      /**
+       * Inside a process node only, never on the wire: `snapshot` is empty and its bytes are already in a carrier
+       * file (runtime-node/grid/ipc-carrier.ts), which the node's IPC carrier sends as it is.
+       */
+      carried?: { snapshot: { file: string; bytes: number } };
+    }
   | { t: 'prepared'; node: string; gpid: Gpid; ok: boolean; message?: string }
   | { t: 'output'; node: string; gpid: Gpid; fd: 1 | 2; offset: number; bytes: Uint8Array }
   | { t: 'checkpoint'; node: string; gpid: Gpid; seq: number; snapshot: Uint8Array; stdoutBytes: number; stderrBytes: number; usage: Usage }

@@ -27,15 +27,30 @@ export type Carried = Uint8Array | { msg: Uint8Array; files: Record<string, { fi
 export function carry(m: Message, to: string): Carried {
   let files: Record<string, { file: string; bytes: number }> | undefined;
   let slim: Record<string, unknown> | undefined;
+  // byte fields its sender already wrote to carrier files (a runner's pre-copy): their files go as they are
+  const pre = (m as { carried?: Record<string, { file: string; bytes: number }> }).carried;
+  if (pre) {
+    files = { ...pre };
+    slim = { ...m };
+    delete slim.carried;
+  }
   for (const [k, v] of Object.entries(m)) {
     if (!(v instanceof Uint8Array) || v.length < FILE_CARRIER_BYTES) continue;
-    const file = join(MIGRATION_DIR, `${PREFIX}${process.pid}-${safe(to)}-${++counter}-${randomBytes(4).toString('hex')}`);
+    const file = carrierFileName(to);
     writeFileSync(file, v, { mode: 0o600 });
     (files ??= {})[k] = { file, bytes: v.length };
     (slim ??= { ...m })[k] = new Uint8Array(0);
   }
   const msg = encodeMessage((slim ?? m) as Message);
   return files ? { msg, files } : msg;
+}
+
+/**
+ * A new carrier file name for a message from this process to `to`: carry() writes big fields to such files, and a
+ * sender in another thread of this process may write one itself and name it in the message's `carried` field.
+ */
+export function carrierFileName(to: string): string {
+  return join(MIGRATION_DIR, `${PREFIX}${process.pid}-${safe(to)}-${++counter}-${randomBytes(4).toString('hex')}`);
 }
 
 /** Decode what arrived over the channel; carrier files are read and removed. Throws on bad input. */

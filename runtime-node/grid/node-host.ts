@@ -325,7 +325,7 @@ export class NodeHost {
     const held = this.prepared.get(m.gpid);
     if (m.delta) {
       // a later pre-copy round: for the runner that holds the earlier ones
-      if (held) this.send(held, { t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot, delta: true });
+      if (held) this.send(held, { t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot, delta: true }, this.handOver(m.snapshot));
       else this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: `process ${m.gpid} has no earlier pre-copy on node ${this.id}` });
       return;
     }
@@ -336,7 +336,15 @@ export class NodeHost {
       this.emit({ t: 'prepared', node: this.id, gpid: m.gpid, ok: false, message: (e as Error).message });
       return;
     }
-    this.send(r, { t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot });
+    this.send(r, { t: 'prepare', gpid: m.gpid, hash: m.hash, snapshot: m.snapshot }, this.handOver(m.snapshot));
+  }
+
+  /**
+   * A process node's messages were decoded for it alone: a pre-copy's bytes are handed over to the runner, not
+   * copied (a copy of the job's memory in the runner's heap, and garbage of that size in this one).
+   */
+  private handOver(bytes: Uint8Array): ArrayBuffer[] {
+    return this.opts.ownsMessages && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : [];
   }
 
   /** Let go of what a runner holds prepared for `gpid` (a pre-copy or a streamed memory), if any. */

@@ -194,6 +194,12 @@ function runChecked(job: CompiledJob, slice: number, args: string[] = [], mounts
     expect(liveAt, `checkpoint ${s.seq}: captured memory differs from the job's at byte ${from + liveAt} (page ${(from + liveAt) >> 16})`).toBe(-1);
     compared++;
     const e = encodeSnapshot(s, engine, base ? { delta: base } : {});
+    // the same file from views of the pages where they are (a runner's pre-copy written to its file): nothing copied
+    const v = encodeSnapshot(s, engine, { ...(base ? { delta: base } : {}), views: true });
+    expect(v.id).toBe(e.id);
+    expect(Buffer.from(concatChunks(v.chunks)).equals(Buffer.from(concatChunks(e.chunks)))).toBe(true);
+    const area = engine.area(0).buffer;
+    expect(v.chunks.slice(2).every((c) => c.buffer === s.memory.buffer || c.buffer === area), 'data chunks are views').toBe(true);
     if (base) {
       expect(e.header.kind).toBe('delta');
       deltaPages.push(e.header.dataPages.length / 4 + e.header.zeroPages.length / 4);

@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { carry, FILE_CARRIER_BYTES, sweepCarrierFiles, uncarry } from '../../runtime-node/grid/ipc-carrier.js';
+import { carrierFileName, carry, FILE_CARRIER_BYTES, sweepCarrierFiles, uncarry } from '../../runtime-node/grid/ipc-carrier.js';
 import { MIGRATION_DIR } from '../../runtime-node/grid/runner-types.js';
 import type { Message } from '../../kernel/index.js';
 
@@ -27,6 +27,23 @@ describe('IPC carrier', () => {
     expect(back.gpid).toBe(7);
     expect(Buffer.from(back.snapshot).equals(Buffer.from(snapshot))).toBe(true);
     expect(existsSync(files.snapshot!.file)).toBe(false);
+  });
+
+  it('sends a field its sender already wrote to a carrier file as it is, without writing it again', () => {
+    const snapshot = new Uint8Array(FILE_CARRIER_BYTES + 9);
+    for (let i = 0; i < snapshot.length; i++) snapshot[i] = (i * 40503) >>> 8;
+    const file = carrierFileName('origin');
+    writeFileSync(file, snapshot);
+    const m = { t: 'precopy', node: 'n1', gpid: 9, snapshot: new Uint8Array(0), delta: true, carried: { snapshot: { file, bytes: snapshot.length } } } as Message;
+    const before = mine().length;
+    const c = carry(m, 'origin') as { msg: Uint8Array; files: Record<string, { file: string; bytes: number }> };
+    expect(c.files).toEqual({ snapshot: { file, bytes: snapshot.length } });
+    expect(mine().length, 'no second file').toBe(before);
+    const back = uncarry(c) as Extract<Message, { t: 'precopy' }>;
+    expect(back).toMatchObject({ t: 'precopy', gpid: 9, delta: true });
+    expect('carried' in back, 'the in-process field does not travel').toBe(false);
+    expect(Buffer.from(back.snapshot).equals(Buffer.from(snapshot))).toBe(true);
+    expect(existsSync(file)).toBe(false);
   });
 
   it('sends small messages as plain bytes', () => {
