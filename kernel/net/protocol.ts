@@ -113,6 +113,15 @@ export type NodeCommand =
   | { t: 'slots'; slots: number }
   | { t: 'shutdown' };
 
+/**
+ * Inside a process node only, never on the wire: the message's `snapshot` is empty and its bytes are already in a
+ * carrier file, written by the runner thread that made them (runtime-node/grid/ipc-carrier.ts), which the node's
+ * IPC carrier sends as it is.
+ */
+export interface CarriedSnapshot {
+  snapshot: { file: string; bytes: number };
+}
+
 export type NodeEvent =
   | { t: 'hello'; node: string; slots: number; pid: number; incarnation: string }
   | { t: 'heartbeat'; node: string; incarnation: string; running: Gpid[] }
@@ -126,15 +135,11 @@ export type NodeEvent =
       gpid: Gpid;
       snapshot: Uint8Array;
       delta?: boolean;
-      /**
-       * Inside a process node only, never on the wire: `snapshot` is empty and its bytes are already in a carrier
-       * file (runtime-node/grid/ipc-carrier.ts), which the node's IPC carrier sends as it is.
-       */
-      carried?: { snapshot: { file: string; bytes: number } };
+      carried?: CarriedSnapshot;
     }
   | { t: 'prepared'; node: string; gpid: Gpid; ok: boolean; message?: string }
   | { t: 'output'; node: string; gpid: Gpid; fd: 1 | 2; offset: number; bytes: Uint8Array }
-  | { t: 'checkpoint'; node: string; gpid: Gpid; seq: number; snapshot: Uint8Array; stdoutBytes: number; stderrBytes: number; usage: Usage }
+  | { t: 'checkpoint'; node: string; gpid: Gpid; seq: number; snapshot: Uint8Array; stdoutBytes: number; stderrBytes: number; usage: Usage; carried?: CarriedSnapshot }
   /** `delta`: the snapshot is a delta of this process's last pre-copy; `frozenAt`: when it stopped (epoch ms) */
   | { t: 'suspended'; node: string; gpid: Gpid; snapshot: SnapshotPayload; usage: Usage; delta: boolean; frozenAt: number; memoryBytes: number }
   | { t: 'blocked'; node: string; gpid: Gpid; snapshot: Uint8Array; call: GridCallMsg; usage: Usage }

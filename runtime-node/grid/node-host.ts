@@ -482,7 +482,12 @@ export class NodeHost {
       if (this.procs.has(ev.gpid)) this.locals.set(ev.gpid, ev.snapshot);
       return;
     }
-    if (ev.t === 'checkpoint') this.locals.set(ev.gpid, ev.snapshot);
+    if (ev.t === 'checkpoint') {
+      // an export its runner wrote to a carrier file (a process node) is the origin's alone: without its bytes here,
+      // a runner lost before the next local checkpoint goes back to the origin, which recovers from that export
+      if (ev.carried) this.locals.delete(ev.gpid);
+      else this.locals.set(ev.gpid, ev.snapshot);
+    }
     const e = ev;
     if (e.t === 'prepared' && !e.ok) {
       this.prepared.delete(e.gpid);

@@ -15,6 +15,7 @@ import {
   type ProcStatus,
   type RawSnapshot,
   type Usage,
+  type CarriedSnapshot,
 } from '../../kernel/index.js';
 import {
   applyChain,
@@ -281,7 +282,8 @@ function onCommand(m: RunnerCommand): void {
 }
 
 function encode(s: Snapshot, delta?: DeltaBase, shared = false): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
-  const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}) });
+  // views: the pages are copied once, into the buffer that leaves, not first into the encoder's data section
+  const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}), views: true });
   // shared: in a SharedArrayBuffer, passed on between threads shared, not transferred (a transferred big ArrayBuffer
   // counts as new external memory in each thread it reaches, and V8 answers with a full GC there, maybe in a freeze)
   const bytes = concatChunks(e.chunks, shared ? (n) => new Uint8Array(new SharedArrayBuffer(n)) : undefined);
@@ -289,20 +291,19 @@ function encode(s: Snapshot, delta?: DeltaBase, shared = false): { bytes: Uint8A
 }
 
 /**
- * Send a pre-copy round of a process on a process node. A round of FILE_CARRIER_BYTES or more is written straight
- * from the captured memory into a carrier file (a spare's pages reused) and leaves as the message's carried field
+ * Encode a snapshot for the origin from a process node. One of FILE_CARRIER_BYTES or more is written straight from
+ * the captured memory into a carrier file (a spare's pages reused) and leaves as the message's `carried` field
  * (ipc-carrier.ts): nothing the size of the job's memory is allocated in this thread. Such buffers counted as new
- * external memory here, and V8 answered with a full GC at the next chance this thread's event loop had, which is
- * the freeze (the job holds the loop until then): 5-10 ms of the migration's downtime, measured. Returns the base
- * for the next round.
+ * external memory here, and V8 answered with a full GC (and the freeing of the old buffers) at this thread's next
+ * free turn of its event loop, which a running job only gives at its next freeze: 5-10 ms of a 64 MiB pre-copy
+ * migration's downtime, measured.
  */
-function postPrecopyFile(gpid: number, s: Snapshot, base: DeltaBase | undefined): DeltaBase {
+function encodeCarried(s: Snapshot, base?: DeltaBase): { fields: { snapshot: Uint8Array; carried?: CarriedSnapshot }; transfer: ArrayBuffer[]; base: DeltaBase; delta: boolean } {
   const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(base ? { delta: base } : {}), views: true });
-  const delta = e.header.kind === 'delta' ? { delta: true } : {};
+  const out = { base: e.base, delta: e.header.kind === 'delta' };
   if (e.size < FILE_CARRIER_BYTES) {
     const bytes = concatChunks(e.chunks);
-    post({ t: 'precopy', node, gpid, snapshot: bytes, ...delta }, [bytes.buffer as ArrayBuffer]);
-    return e.base;
+    return { ...out, fields: { snapshot: bytes }, transfer: [bytes.buffer as ArrayBuffer] };
   }
   const file = carrierFileName('origin');
   const { fd } = spareFiles.claim(file, e.size);
@@ -319,8 +320,7 @@ function postPrecopyFile(gpid: number, s: Snapshot, base: DeltaBase | undefined)
     throw err;
   }
   closeSync(fd);
-  post({ t: 'precopy', node, gpid, snapshot: new Uint8Array(0), carried: { snapshot: { file, bytes: e.size } }, ...delta });
-  return e.base;
+  return { ...out, fields: { snapshot: new Uint8Array(0), carried: { snapshot: { file, bytes: e.size } } }, transfer: [] };
 }
 
 /** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
@@ -522,7 +522,9 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
         const base = flag === PRECOPY_DELTA_FLAG ? precopyBase : undefined;
         if (m.raw === 'file') {
           // between process nodes: a big round is written from here into the file that carries it to the origin
-          precopyBase = postPrecopyFile(gpid, s, base);
+          const c = encodeCarried(s, base);
+          precopyBase = c.base;
+          post({ t: 'precopy', node, gpid, ...c.fields, ...(c.delta ? { delta: true } : {}) }, c.transfer);
           return;
         }
         const { bytes, base: next, delta } = encode(s, base, m.raw === 'memory');
@@ -531,12 +533,21 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
         return;
       }
       const t0 = performance.now();
-      const { bytes } = encode(s);
       checkpoints++;
       localSeq++;
+      const head = { t: 'checkpoint' as const, node, gpid, seq: s.seq, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes };
+      if (interval.shouldExport(localSeq) && m.raw === 'file') {
+        // exported from a process node: written from here into its carrier file, as a pre-copy is
+        const c = encodeCarried(s);
+        const cost = performance.now() - t0;
+        post({ ...head, ...c.fields, usage: usage(machine!) }, c.transfer);
+        nextCheckpointAt = machine!.elapsedMs + interval.next({ checkpointMs: cost, ...(mtbfMs ? { mtbfMs } : {}) });
+        return;
+      }
+      const { bytes } = encode(s);
       const cost = performance.now() - t0;
       if (interval.shouldExport(localSeq)) {
-        post({ t: 'checkpoint', node, gpid, seq: s.seq, snapshot: bytes, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, usage: usage(machine!) }, [bytes.buffer as ArrayBuffer]);
+        post({ ...head, snapshot: bytes, usage: usage(machine!) }, [bytes.buffer as ArrayBuffer]);
       } else {
         // kept on this node: if this runner thread dies, the node continues the process from it (the output it
         // covers goes first, so a restart from it never leaves a gap)
