@@ -102,16 +102,20 @@ export type NodeCommand =
   /** forget a prepared process (its migration was abandoned) */
   | { t: 'drop'; gpid: Gpid }
   /**
-   * Between thread nodes of one process: copy the memory a freezing process is being captured into (`buffer`, with
-   * `progress[0]` the pages captured so far, -1 if the capture was given up) into a job memory while it is
-   * captured; the start that follows ('start' with `streamed`) then copies nothing
+   * Copy the memory a freezing process is being captured into a job memory while it is captured; the start that
+   * follows ('start' with `streamed`) then copies only the data-segment pages. Between thread nodes of one process
+   * the memory is `buffer`, with `progress[0]` the pages captured so far (-1: given up); between process nodes it
+   * is the memory file `file` being written, with its progress in the file (runtime-node/grid/shm-files.ts).
    */
-  | { t: 'stream'; gpid: Gpid; hash: string; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number }
+  | ({ t: 'stream'; gpid: Gpid; hash: string; pages: number } & StreamSource)
   /** fault injection (tests, chaos drills): end the runner thread of a process abruptly */
   | { t: 'fault'; gpid: Gpid; kind: 'runner-crash' }
   /** the node's slots changed (the origin's scheduler decides what runs; the node sizes its runners by it) */
   | { t: 'slots'; slots: number }
   | { t: 'shutdown' };
+
+/** Where a freezing process's memory is being captured: shared memory (thread nodes) or a memory file (process nodes). */
+export type StreamSource = { buffer: SharedArrayBuffer; progress: SharedArrayBuffer; file?: undefined } | { file: string; buffer?: undefined; progress?: undefined };
 
 /**
  * Inside a process node only, never on the wire: the message's `snapshot` is empty and its bytes are already in a
@@ -150,8 +154,8 @@ export type NodeEvent =
   | { t: 'lost'; node: string; gpid: Gpid; why: string }
   /** the answer to 'unstage': ok, the staged start will not run here; not ok, it had begun (it runs here) */
   | { t: 'unstaged'; node: string; gpid: Gpid; ok: boolean }
-  /** a thread node's process is being frozen into `buffer` (see 'stream'): its migration target may copy along */
-  | { t: 'streaming'; node: string; gpid: Gpid; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number };
+  /** a node's process is being frozen into `buffer` or `file` (see 'stream'): its migration target may copy along */
+  | ({ t: 'streaming'; node: string; gpid: Gpid; pages: number } & StreamSource);
 
 /**
  * A snapshot handed over between threads of one process without encoding: the VM state and a copy of memory
@@ -251,8 +255,12 @@ export function validateMessage(m: unknown): Message {
   if (t === 'module') needBytes('bytes');
   if (t === 'exit') needNum('code');
   if (t === 'unstaged' && typeof o.ok !== 'boolean') throw new ProtocolError('message unstaged: field ok must be a boolean');
-  if ((t === 'stream' || t === 'streaming') && !(typeof SharedArrayBuffer !== 'undefined' && o.buffer instanceof SharedArrayBuffer && o.progress instanceof SharedArrayBuffer)) {
-    throw new ProtocolError(`message ${t}: only between threads of one process (buffer and progress must be shared memory)`);
+  if (t === 'stream' || t === 'streaming') {
+    needNum('pages');
+    const shared = typeof SharedArrayBuffer !== 'undefined' && o.buffer instanceof SharedArrayBuffer && o.progress instanceof SharedArrayBuffer;
+    if (!shared && typeof o.file !== 'string') {
+      throw new ProtocolError(`message ${t}: needs shared memory (buffer and progress, between threads) or a memory file name`);
+    }
   }
   return m as Message;
 }

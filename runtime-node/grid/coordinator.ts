@@ -687,12 +687,14 @@ export class Grid {
         rec.job.out.deliver(rec.view.gpid, e.fd, e.offset, e.bytes);
         return;
       case 'streaming': {
-        // the freeze of a plain migration between thread nodes: the target copies the memory as it is captured
+        // the freeze of a plain migration: the target copies the memory as it is captured (from shared memory between
+        // thread nodes, from the memory file as it is written between process nodes)
         const mig = rec.migration;
         if (!mig || mig.precopy || mig.phase !== 'freezing' || !this.nodeRecs.get(mig.to)?.alive) return;
         mig.streamed = true;
         this.ensureModule(mig.to, rec.hash);
-        this.send(mig.to, { t: 'stream', gpid: rec.view.gpid, hash: rec.hash, buffer: e.buffer, progress: e.progress, pages: e.pages });
+        const src = e.file !== undefined ? { file: e.file } : { buffer: e.buffer, progress: e.progress };
+        this.send(mig.to, { t: 'stream', gpid: rec.view.gpid, hash: rec.hash, pages: e.pages, ...src });
         return;
       }
       case 'checkpoint':

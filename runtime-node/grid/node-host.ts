@@ -388,7 +388,8 @@ export class NodeHost {
       return; // the start will say what is wrong with the module
     }
     if (this.prepared.get(m.gpid) !== r) return; // dropped meanwhile
-    this.send(r, { t: 'stream-in', gpid: m.gpid, hash: m.hash, buffer: m.buffer, progress: m.progress, pages: m.pages });
+    const src = m.file !== undefined ? { file: m.file } : { buffer: m.buffer, progress: m.progress };
+    this.send(r, { t: 'stream-in', gpid: m.gpid, hash: m.hash, pages: m.pages, ...src });
   }
 
   private async startProcess(m: Extract<NodeCommand, { t: 'start' }>): Promise<void> {

@@ -1,7 +1,7 @@
 // Messages between a NodeHost and its runner threads (runner.ts), and the runner's shared control words.
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import type { CheckpointPolicy, ProcSpec, SnapshotPayload } from '../../kernel/index.js';
+import type { CheckpointPolicy, ProcSpec, SnapshotPayload, StreamSource } from '../../kernel/index.js';
 import type { InstrumentInfo } from '../../vm/runtime.js';
 
 export interface RunnerData {
@@ -35,7 +35,7 @@ export type RunnerCommand =
   /** several starts in one message, begun in order (NodeHost batches the starts of one turn) */
   | { t: 'starts'; list: RunnerCommand[] }
   /** copy a freezing process's memory into a job memory while it is captured (NodeCommand 'stream') */
-  | { t: 'stream-in'; gpid: number; hash: string; buffer: SharedArrayBuffer; progress: SharedArrayBuffer; pages: number }
+  | ({ t: 'stream-in'; gpid: number; hash: string; pages: number } & StreamSource)
   | {
       t: 'start';
       gpid: number;

@@ -39,7 +39,7 @@ import {
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
 import { carrierFileName, FILE_CARRIER_BYTES } from './ipc-carrier.js';
-import { migrationFileName, readAll, spareFiles, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
+import { isMigrationFile, migrationFileName, readAll, spareFiles, streamProgress, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
 import { BEGUN, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, slotWords, stamp, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
@@ -134,7 +134,7 @@ const postSoon = (m: NodeEvent) => {
  * The pre-copy of a process about to arrive here (decoded, checksums verified): a full snapshot and the deltas of
  * later rounds, oldest first, all applied to `memory`
  */
-let prepared: { gpid: number; chain: DecodedSnapshot[]; memory?: WebAssembly.Memory; streamed?: boolean } | undefined;
+let prepared: { gpid: number; chain: DecodedSnapshot[]; memory?: WebAssembly.Memory; streamed?: boolean; file?: string } | undefined;
 
 /**
  * A pre-copy round as the runner keeps it until the start: once applied to the prepared memory, only the pages that
@@ -175,6 +175,11 @@ function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
     return; // no memory for it here now: the start copies from the raw snapshot
   }
   const dst = new Uint8Array(memory.buffer);
+  if (m.file !== undefined) {
+    if (streamFileIn(m.file, m.pages, dst)) prepared = { gpid: m.gpid, chain: [], memory, streamed: true, file: m.file };
+    else mempool.give(memory);
+    return;
+  }
   const src = new Uint8Array(m.buffer, 0, m.pages * PAGE_SIZE);
   const progress = new Int32Array(m.progress);
   let done = 0;
@@ -196,6 +201,45 @@ function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
   }
   prepared = { gpid: m.gpid, chain: [], memory, streamed: true };
 }
+/** A private word to sleep on between looks at a streamed file's progress. */
+const nap = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * streamIn between process nodes: read the memory file another node's runner is writing (shm-files.ts FileSink
+ * with `announce`) into `dst` as its progress trailer advances. True once all `pages` are in.
+ */
+function streamFileIn(file: string, pages: number, dst: Uint8Array): boolean {
+  if (!isMigrationFile(file)) return false;
+  const bytes = pages * PAGE_SIZE;
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return false; // gone already (the writer gave up): the start reads whatever it is sent
+  }
+  try {
+    let done = 0;
+    let last = performance.now();
+    while (done < pages) {
+      const p = streamProgress(fd, bytes);
+      if (p < 0) return false;
+      if (p > done) {
+        readAll(fd, dst.subarray(done * PAGE_SIZE, p * PAGE_SIZE), done * PAGE_SIZE, `migration file ${file}`);
+        done = p;
+        last = performance.now();
+        continue;
+      }
+      if (performance.now() - last > STREAM_STALL_MS) return false;
+      Atomics.wait(nap, 0, 0, 0.1);
+    }
+    return true;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Job memories this runner keeps between processes: a restore into one of them copies into pages that are already
  * faulted in (64 MiB: ~8 ms instead of ~40 ms into a fresh memory).
@@ -385,21 +429,32 @@ function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>, info: InstrumentInf
   if (!p) return undefined;
   if (!(p instanceof Uint8Array)) {
     const snap: Snapshot = { ...p, memory: p.memory, kernel: p.kernel as Snapshot['kernel'], globals: p.globals };
-    if (p.file === undefined && m.streamed && prepared?.gpid === m.gpid && prepared.streamed && prepared.memory && info.dataPages) {
-      // its memory was streamed into this runner while it was captured: only the pages instantiation rewrites (data
-      // segments) are copied again
+    const file = p.file;
+    if (m.streamed && prepared?.gpid === m.gpid && prepared.streamed && prepared.file === file && prepared.memory && info.dataPages) {
+      // its memory was streamed into this runner while it was captured (from shared memory, or read from its file as
+      // it was written): only the pages instantiation rewrites (data segments) are copied again
       const memory = prepared.memory;
-      const dataPages = info.dataPages;
+      const dataPages = info.dataPages.filter((pg) => pg < p.pages);
       prepared = undefined;
+      const page = (dst: Uint8Array, pg: number) => dst.subarray(pg * PAGE_SIZE, (pg + 1) * PAGE_SIZE);
       return {
         snap, memory,
         apply: (dst) => {
-          for (const pg of dataPages) if (pg < p.pages) dst.set(p.memory.subarray(pg * PAGE_SIZE, (pg + 1) * PAGE_SIZE), pg * PAGE_SIZE);
+          if (file === undefined) {
+            for (const pg of dataPages) page(dst, pg).set(page(p.memory, pg));
+            return;
+          }
+          const fd = openSync(file, 'r');
+          try {
+            for (const pg of dataPages) readAll(fd, page(dst, pg), pg * PAGE_SIZE, `migration file ${file}`);
+          } finally {
+            closeSync(fd);
+            spareFiles.adopt(file);
+          }
         },
       };
     }
-    if (p.file === undefined) return { snap, apply: (dst) => dst.set(p.memory) };
-    const file = p.file;
+    if (file === undefined) return { snap, apply: (dst) => dst.set(p.memory) };
     const len = p.memoryBytes ?? p.pages * PAGE_SIZE;
     return {
       snap,
@@ -498,7 +553,11 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
       Atomics.notify(stream.progress, 0);
     },
     // between process nodes: the suspension's memory goes straight to its file, no copy (shm-files.ts)
-    captureSink: (action) => (action === 'suspend' && m.raw === 'file' && !precopyBase ? suspendSink(gpid) : undefined),
+    // (streamed: announced to the origin as the file is claimed, so that a migration's target reads it as it is written)
+    captureSink: (action) =>
+      action === 'suspend' && m.raw === 'file' && !precopyBase
+        ? suspendSink(gpid, (file, bytes) => post({ t: 'streaming', node, gpid, file, pages: bytes / PAGE_SIZE }))
+        : undefined,
     ...(memory ? { memory } : {}),
     ...(!from ? { instances } : {}),
     now: () => performance.now(),

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, renameSync, rmSync, statSync, unlink, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import type { CaptureSink } from '../../vm/runtime.js';
+import { CAPTURE_CHUNK, PAGE_SIZE, type CaptureSink } from '../../vm/runtime.js';
 import { MIGRATION_DIR } from './runner-types.js';
 
 export const SNAP_PREFIX = 'gridvm-snap-';
@@ -161,19 +161,39 @@ export class FileSink implements CaptureSink {
   /** the file was a spare (its pages existed) */
   reused = false;
 
-  constructor(private readonly spares: SpareFiles, readonly path: string) {}
+  /**
+   * With `announce`, the file is streamed: once claimed, its progress trailer (streamProgress) is set to 0 and
+   * `announce(path, bytes)` is called, so that a reader in another process can copy the memory while it is
+   * written; the memory then goes in CAPTURE_CHUNK pieces, the trailer counting the pages written.
+   */
+  constructor(
+    private readonly spares: SpareFiles,
+    readonly path: string,
+    private readonly announce?: (path: string, bytes: number) => void,
+  ) {}
 
   write(memory: Uint8Array): void {
     const { fd, reused } = this.spares.claim(this.path, memory.length);
     this.fd = fd;
     this.reused = reused;
+    const bytes = memory.length;
     try {
-      writeAll(fd, memory, 0);
+      if (!this.announce) writeAll(fd, memory, 0);
+      else {
+        setProgress(fd, bytes, 0);
+        this.announce(this.path, bytes);
+        for (let at = 0; at < bytes; ) {
+          const end = Math.min(bytes, at + CAPTURE_CHUNK);
+          writeAll(fd, memory.subarray(at, end), at);
+          at = end;
+          setProgress(fd, bytes, at / PAGE_SIZE);
+        }
+      }
     } catch (e) {
-      this.discard();
+      this.discard(bytes);
       throw e;
     }
-    this.written = memory.length;
+    this.written = bytes;
   }
 
   readBack(dst: Uint8Array): void {
@@ -188,8 +208,15 @@ export class FileSink implements CaptureSink {
     return this.written;
   }
 
-  /** Not used after all: close and remove the file. */
-  discard(): void {
+  /** Not used after all: close and remove the file (a streaming reader is told it was given up). */
+  discard(bytes = this.written): void {
+    if (this.announce && this.fd >= 0 && bytes >= 0) {
+      try {
+        setProgress(this.fd, bytes, -1);
+      } catch {
+        // the reader stops at its stall limit instead
+      }
+    }
     this.close();
     this.written = -1;
     rmSync(this.path, { force: true });
@@ -201,6 +228,24 @@ export class FileSink implements CaptureSink {
   }
 }
 
+/**
+ * A streamed memory file's progress trailer: an i32 (LE) just past the memory's `bytes`, the pages written so far,
+ * -1 once the writer gave up. Written after the pages it counts, so a reader that sees n may read n pages.
+ */
+const trailer = new Int32Array(1);
+const trailerBytes = new Uint8Array(trailer.buffer);
+
+function setProgress(fd: number, bytes: number, pages: number): void {
+  trailer[0] = pages;
+  writeAll(fd, trailerBytes, bytes);
+}
+
+/** The progress trailer of a streamed memory file of `bytes` bytes: pages written so far, -1 if given up. */
+export function streamProgress(fd: number, bytes: number): number {
+  const n = readSync(fd, trailerBytes, 0, 4, bytes);
+  return n === 4 ? trailer[0]! : 0;
+}
+
 /** The spare files of this runner thread. */
 export const spareFiles = new SpareFiles();
 let pendingSink: { gpid: number; sink: FileSink } | undefined;
@@ -209,9 +254,9 @@ let pendingSink: { gpid: number; sink: FileSink } | undefined;
  * The sink for a suspension of process `gpid` that will leave through a file (a runner's captureSink). A sink
  * left over from a capture that never reached its suspended outcome (the job trapped in the unwind) is discarded.
  */
-export function suspendSink(gpid: number): FileSink {
+export function suspendSink(gpid: number, announce?: (path: string, bytes: number) => void): FileSink {
   pendingSink?.sink.discard();
-  const sink = new FileSink(spareFiles, migrationFileName(gpid));
+  const sink = new FileSink(spareFiles, migrationFileName(gpid), announce);
   pendingSink = { gpid, sink };
   return sink;
 }

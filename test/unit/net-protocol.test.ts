@@ -36,6 +36,11 @@ describe('wire protocol', () => {
     // a raw snapshot may cross a process only with its memory in a named file
     expect(() => validateMessage({ t: 'suspended', node: 'n', gpid: 1, snapshot: { raw: true, memory: new Uint8Array(4) } })).toThrow(/must name its memory file/);
     expect(() => validateMessage({ t: 'suspended', node: 'n', gpid: 1, snapshot: { raw: true, memory: new Uint8Array(0), file: '/dev/shm/x', memoryBytes: 65536 } })).not.toThrow();
+    // a streamed capture: shared memory between threads, a memory file between processes, nothing else
+    expect(() => validateMessage({ t: 'stream', gpid: 1, hash: 'h', pages: 2 })).toThrow(/stream: needs shared memory \(buffer and progress, between threads\) or a memory file name/);
+    expect(() => validateMessage({ t: 'streaming', node: 'n', gpid: 1, pages: 2, buffer: new Uint8Array(4) })).toThrow(/streaming: needs shared memory/);
+    expect(() => validateMessage({ t: 'stream', gpid: 1, hash: 'h', file: '/dev/shm/x' })).toThrow(/pages must be a number/);
+    expect(decodeMessage(encodeMessage({ t: 'streaming', node: 'n', gpid: 1, pages: 2, file: '/dev/shm/x' }))).toEqual({ t: 'streaming', node: 'n', gpid: 1, pages: 2, file: '/dev/shm/x' });
     // a node's new slot count (no gpid)
     expect(decodeMessage(encodeMessage({ t: 'slots', slots: 0 }))).toEqual({ t: 'slots', slots: 0 });
     expect(() => validateMessage({ t: 'slots', slots: -1 })).toThrow(/slots must be an integer >= 0/);

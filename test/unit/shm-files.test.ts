@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ProcessState } from '../../kernel/index.js';
 import { sweepCarrierFiles } from '../../runtime-node/grid/ipc-carrier.js';
 import { MIGRATION_DIR } from '../../runtime-node/grid/runner-types.js';
-import { FileSink, migrationFileName, readAll, SPARE_NAME, SpareFiles, writeAll } from '../../runtime-node/grid/shm-files.js';
+import { FileSink, migrationFileName, readAll, SPARE_NAME, SpareFiles, streamProgress, writeAll } from '../../runtime-node/grid/shm-files.js';
 import type { CaptureSink, CompiledJob, Snapshot } from '../../vm/index.js';
 import { guestPath, hasClang } from '../harness/guests.js';
 import { loadGuest, ownSnapshot, TestVm } from '../harness/grid.js';
@@ -185,6 +185,38 @@ describe('spare migration files', () => {
     closeSync(fd);
     expect(back.every((x) => x === 9)).toBe(true);
     rmSync(b);
+  });
+
+  it('a streamed sink announces its file with progress 0, then counts the pages written in its trailer; a discard says -1', () => {
+    const spares = new SpareFiles();
+    // a spare left by an earlier stream: its old trailer must not be taken for this one's progress
+    const old = migrationFileName(2);
+    const o = spares.claim(old, 6 * 65536);
+    writeAll(o.fd, new Uint8Array(6 * 65536 + 4).fill(0x7f));
+    closeSync(o.fd);
+    spares.adopt(old);
+    const memory = new Uint8Array(5 * 65536);
+    for (let i = 0; i < memory.length; i++) memory[i] = (i * 31) >>> 3;
+    const seen: Array<{ path: string; bytes: number; progress: number }> = [];
+    const sink = new FileSink(spares, migrationFileName(2), (path, bytes) => {
+      const fd = openSync(path, 'r');
+      seen.push({ path, bytes, progress: streamProgress(fd, bytes) });
+      closeSync(fd);
+    });
+    sink.write(memory);
+    expect(sink.reused).toBe(true);
+    expect(seen).toEqual([{ path: sink.path, bytes: memory.length, progress: 0 }]);
+    const fd = openSync(sink.path, 'r');
+    expect(streamProgress(fd, memory.length)).toBe(5);
+    const back = new Uint8Array(memory.length);
+    readAll(fd, back, 0, sink.path);
+    expect(Buffer.from(back).equals(Buffer.from(memory))).toBe(true);
+    sink.discard();
+    // a reader that still holds the file learns that the writer gave up
+    expect(streamProgress(fd, memory.length)).toBe(-1);
+    closeSync(fd);
+    expect(existsSync(sink.path)).toBe(false);
+    spares.clear();
   });
 
   it('keeps at most maxCount / maxBytes of spares, removing the rest in the background; leaves other files alone', async () => {
