@@ -222,7 +222,7 @@ function streamFileIn(file: string, pages: number, dst: Uint8Array): boolean {
     let last = performance.now();
     while (done < pages) {
       const p = streamProgress(fd, bytes);
-      if (p < 0) return false;
+      if (p < 0 || p > pages) return false; // given up (or not a count of this memory's pages)
       if (p > done) {
         readAll(fd, dst.subarray(done * PAGE_SIZE, p * PAGE_SIZE), done * PAGE_SIZE, `migration file ${file}`);
         done = p;
