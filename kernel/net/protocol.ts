@@ -255,8 +255,9 @@ export function validateMessage(m: unknown): Message {
   if (t === 'module') needBytes('bytes');
   if (t === 'exit') needNum('code');
   if (t === 'unstaged' && typeof o.ok !== 'boolean') throw new ProtocolError('message unstaged: field ok must be a boolean');
+  if (o.carried !== undefined) throw new ProtocolError(`message ${t}: field carried is in-process only, never on the wire`);
   if (t === 'stream' || t === 'streaming') {
-    needNum('pages');
+    if (!Number.isInteger(o.pages) || (o.pages as number) < 1) throw new ProtocolError(`message ${t}: pages must be an integer >= 1`);
     const shared = typeof SharedArrayBuffer !== 'undefined' && o.buffer instanceof SharedArrayBuffer && o.progress instanceof SharedArrayBuffer;
     if (!shared && typeof o.file !== 'string') {
       throw new ProtocolError(`message ${t}: needs shared memory (buffer and progress, between threads) or a memory file name`);

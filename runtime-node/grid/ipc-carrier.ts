@@ -30,6 +30,9 @@ export function carry(m: Message, to: string): Carried {
   // byte fields its sender already wrote to carrier files (a runner's pre-copy): their files go as they are
   const pre = (m as { carried?: Record<string, { file: string; bytes: number }> }).carried;
   if (pre) {
+    for (const [k, f] of Object.entries(pre)) {
+      if (!isCarrierFile(f.file)) throw new Error(`field ${k} is carried in ${f.file}, which is not a gridvm message file`);
+    }
     files = { ...pre };
     slim = { ...m };
     delete slim.carried;

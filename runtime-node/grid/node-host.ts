@@ -340,11 +340,15 @@ export class NodeHost {
   }
 
   /**
-   * A process node's messages were decoded for it alone: a pre-copy's bytes are handed over to the runner, not
-   * copied (a copy of the job's memory in the runner's heap, and garbage of that size in this one).
+   * A process node's messages were decoded for it alone: bytes that have a buffer of their own (a field read from
+   * its carrier file) are handed over to the runner, not copied (a copy of the job's memory in the runner's heap,
+   * and garbage of that size in this one). Bytes that came inline are a view of a read buffer that Node's IPC
+   * channel shares between messages: handing that over would empty the others (and can crash the channel's reader),
+   * so they are copied.
    */
-  private handOver(bytes: Uint8Array): ArrayBuffer[] {
-    return this.opts.ownsMessages && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : [];
+  private handOver(bytes: Uint8Array | undefined): ArrayBuffer[] {
+    const b = bytes?.buffer;
+    return this.opts.ownsMessages && b instanceof ArrayBuffer && bytes!.byteOffset === 0 && bytes!.byteLength === b.byteLength ? [b] : [];
   }
 
   /** Let go of what a runner holds prepared for `gpid` (a pre-copy or a streamed memory), if any. */
@@ -432,10 +436,9 @@ export class NodeHost {
     if (snap && !(snap instanceof Uint8Array)) {
       // (shared buffers are shared, not transferred: see rawOf in runner.ts)
       if (snap.memory.byteLength && snap.memory.buffer instanceof ArrayBuffer) transfer.push(snap.memory.buffer);
-    } else if (snap && this.opts.ownsMessages) {
-      // a process node's messages were decoded for it alone: hand the bytes over instead of copying them
-      transfer.push(snap.buffer as ArrayBuffer);
-      if (m.base && m.base.buffer !== snap.buffer) transfer.push(m.base.buffer as ArrayBuffer);
+    } else if (snap) {
+      transfer.push(...this.handOver(snap));
+      if (m.base && m.base.buffer !== snap.buffer) transfer.push(...this.handOver(m.base));
     }
     if (m.raw === 'memory') {
       const spare = this.spares.take(snap && !(snap instanceof Uint8Array) ? snap.memory.byteLength : 0);
@@ -483,12 +486,10 @@ export class NodeHost {
       if (this.procs.has(ev.gpid)) this.locals.set(ev.gpid, ev.snapshot);
       return;
     }
-    if (ev.t === 'checkpoint') {
-      // an export its runner wrote to a carrier file (a process node) is the origin's alone: without its bytes here,
-      // a runner lost before the next local checkpoint goes back to the origin, which recovers from that export
-      if (ev.carried) this.locals.delete(ev.gpid);
-      else this.locals.set(ev.gpid, ev.snapshot);
-    }
+    // an export its runner wrote to a carrier file (a process node) leaves no bytes here: the node keeps the local
+    // checkpoint before it, and a runner lost before the next one continues from that (one interval earlier; the
+    // output since is replayed and dropped by offset at the origin, as after any local restart)
+    if (ev.t === 'checkpoint' && !ev.carried) this.locals.set(ev.gpid, ev.snapshot);
     const e = ev;
     if (e.t === 'prepared' && !e.ok) {
       this.prepared.delete(e.gpid);

@@ -21,6 +21,7 @@ import {
   applyChain,
   applyLink,
   concatChunks,
+  CAPTURE_CHUNK,
   createPageEngine,
   decodeSnapshot,
   encodeSnapshot,
@@ -201,6 +202,8 @@ function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
   }
   prepared = { gpid: m.gpid, chain: [], memory, streamed: true };
 }
+/** Pages per chunk of a streamed memory file (FileSink writes CAPTURE_CHUNK at a time). */
+const CHUNK_PAGES = CAPTURE_CHUNK / PAGE_SIZE;
 /** A private word to sleep on between looks at a streamed file's progress. */
 const nap = new Int32Array(new SharedArrayBuffer(4));
 
@@ -222,7 +225,9 @@ function streamFileIn(file: string, pages: number, dst: Uint8Array): boolean {
     let last = performance.now();
     while (done < pages) {
       const p = streamProgress(fd, bytes);
-      if (p < 0 || p > pages) return false; // given up (or not a count of this memory's pages)
+      if (p < 0) return false; // given up
+      // a count the writer can have written (whole chunks, or all), the same twice: anything else is not trusted
+      if (p > pages || p < done || (p !== pages && p % CHUNK_PAGES !== 0) || streamProgress(fd, bytes) !== p) return false;
       if (p > done) {
         readAll(fd, dst.subarray(done * PAGE_SIZE, p * PAGE_SIZE), done * PAGE_SIZE, `migration file ${file}`);
         done = p;
@@ -350,18 +355,21 @@ function encodeCarried(s: Snapshot, base?: DeltaBase): { fields: { snapshot: Uin
     return { ...out, fields: { snapshot: bytes }, transfer: [bytes.buffer as ArrayBuffer] };
   }
   const file = carrierFileName('origin');
-  const { fd } = spareFiles.claim(file, e.size);
+  let fd = -1;
   try {
+    fd = spareFiles.claim(file, e.size).fd;
     let at = 0;
     for (const c of e.chunks) {
       writeAll(fd, c, at);
       at += c.length;
     }
     ftruncateSync(fd, e.size); // a spare may have been bigger
-  } catch (err) {
-    closeSync(fd);
+  } catch {
+    // (no room in the migration directory, say): the bytes go in the message, as they did before carried files
+    if (fd >= 0) closeSync(fd);
     rmSync(file, { force: true });
-    throw err;
+    const bytes = concatChunks(e.chunks);
+    return { ...out, fields: { snapshot: bytes }, transfer: [bytes.buffer as ArrayBuffer] };
   }
   closeSync(fd);
   return { ...out, fields: { snapshot: new Uint8Array(0), carried: { snapshot: { file, bytes: e.size } } }, transfer: [] };
@@ -454,6 +462,8 @@ function sourceOf(m: Extract<RunnerCommand, { t: 'start' }>, info: InstrumentInf
         },
       };
     }
+    // (streamed, but not the memory held here: it would stay pinned while the job runs)
+    if (m.streamed) releasePrepared(m.gpid);
     if (file === undefined) return { snap, apply: (dst) => dst.set(p.memory) };
     const len = p.memoryBytes ?? p.pages * PAGE_SIZE;
     return {

@@ -127,7 +127,7 @@ describe.runIf(hasClang())('--isolate process: SIGKILL of a node at random momen
   }, 120_000);
 
   // (on process nodes the exports, 132 KB for nbody, are written by the runner into carrier files: the node keeps
-  // no bytes of them, and a crash after one goes back to the origin)
+  // no bytes of them, and a crash after one continues from the node's local checkpoint before it)
   it.each(['thread', 'process'] as const)('a runner thread that dies is replaced (%s nodes): its process continues from the node\'s local checkpoint (or the origin\'s), output identical', async (isolate) => {
     const ref = await runInThread('run', guestPath('nbody'), { args: ['25000000'], stdout: 'buffer', stderr: 'buffer' });
     const rand = prng(21);

@@ -44,6 +44,8 @@ describe('IPC carrier', () => {
     expect('carried' in back, 'the in-process field does not travel').toBe(false);
     expect(Buffer.from(back.snapshot).equals(Buffer.from(snapshot))).toBe(true);
     expect(existsSync(file)).toBe(false);
+    // only its own carrier files go that way
+    expect(() => carry({ ...m, carried: { snapshot: { file: '/etc/passwd', bytes: 4 } } } as Message, 'origin')).toThrow(/not a gridvm message file/);
   });
 
   it('sends small messages as plain bytes', () => {

@@ -39,7 +39,10 @@ describe('wire protocol', () => {
     // a streamed capture: shared memory between threads, a memory file between processes, nothing else
     expect(() => validateMessage({ t: 'stream', gpid: 1, hash: 'h', pages: 2 })).toThrow(/stream: needs shared memory \(buffer and progress, between threads\) or a memory file name/);
     expect(() => validateMessage({ t: 'streaming', node: 'n', gpid: 1, pages: 2, buffer: new Uint8Array(4) })).toThrow(/streaming: needs shared memory/);
-    expect(() => validateMessage({ t: 'stream', gpid: 1, hash: 'h', file: '/dev/shm/x' })).toThrow(/pages must be a number/);
+    expect(() => validateMessage({ t: 'stream', gpid: 1, hash: 'h', file: '/dev/shm/x' })).toThrow(/stream: pages must be an integer >= 1/);
+    expect(() => validateMessage({ t: 'streaming', node: 'n', gpid: 1, pages: 1.5, file: '/dev/shm/x' })).toThrow(/pages must be an integer >= 1/);
+    // the in-process carried field (a runner's carrier file) never comes from the wire
+    expect(() => validateMessage({ t: 'precopy', node: 'n', gpid: 1, snapshot: new Uint8Array(0), carried: { snapshot: { file: '/etc/passwd', bytes: 4 } } })).toThrow(/carried is in-process only/);
     expect(decodeMessage(encodeMessage({ t: 'streaming', node: 'n', gpid: 1, pages: 2, file: '/dev/shm/x' }))).toEqual({ t: 'streaming', node: 'n', gpid: 1, pages: 2, file: '/dev/shm/x' });
     // a node's new slot count (no gpid)
     expect(decodeMessage(encodeMessage({ t: 'slots', slots: 0 }))).toEqual({ t: 'slots', slots: 0 });
