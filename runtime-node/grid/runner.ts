@@ -40,7 +40,7 @@ import {
 } from '../../vm/runtime.js';
 import { nodePlatform } from '../platform.js';
 import { carrierFileName, FILE_CARRIER_BYTES } from './ipc-carrier.js';
-import { isMigrationFile, migrationFileName, readAll, spareFiles, streamProgress, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
+import { isMigrationFile, writerPid, migrationFileName, readAll, spareFiles, streamProgress, suspendSink, takeSuspendFile, writeAll } from './shm-files.js';
 import { BEGUN, PRECOPY_DELTA_FLAG, PRECOPY_FLAG, slotWords, stamp, type LocalCheckpointEvent, type RecycleEvent, type RunnerCommand, type RunnerData } from './runner-types.js';
 
 const { node, control } = workerData as RunnerData;
@@ -202,6 +202,16 @@ function streamIn(m: Extract<RunnerCommand, { t: 'stream-in' }>): void {
   }
   prepared = { gpid: m.gpid, chain: [], memory, streamed: true };
 }
+/** Whether process `pid` still exists (signal 0 checks without signalling). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Pages per chunk of a streamed memory file (FileSink writes CAPTURE_CHUNK at a time). */
 const CHUNK_PAGES = CAPTURE_CHUNK / PAGE_SIZE;
 /** A private word to sleep on between looks at a streamed file's progress. */
@@ -234,7 +244,8 @@ function streamFileIn(file: string, pages: number, dst: Uint8Array): boolean {
         last = performance.now();
         continue;
       }
-      if (performance.now() - last > STREAM_STALL_MS) return false;
+      const idle = performance.now() - last;
+      if (idle > STREAM_STALL_MS || (idle > 50 && !alive(writerPid(file)))) return false; // stalled, or its writer died
       Atomics.wait(nap, 0, 0, 0.1);
     }
     return true;
@@ -357,7 +368,8 @@ function encodeCarried(s: Snapshot, base?: DeltaBase): { fields: { snapshot: Uin
   const file = carrierFileName('origin');
   let fd = -1;
   try {
-    fd = spareFiles.claim(file, e.size).fd;
+    // (the origin removes a carrier file once read: a spare much bigger than this one is kept for a suspension)
+    fd = spareFiles.claim(file, e.size, 2 * e.size).fd;
     let at = 0;
     for (const c of e.chunks) {
       writeAll(fd, c, at);

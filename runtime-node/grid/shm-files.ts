@@ -36,6 +36,11 @@ export function migrationFileName(gpid: number): string {
   return join(MIGRATION_DIR, `${SNAP_PREFIX}${process.pid}-${gpid}-${++counter}-${hex8()}.raw`);
 }
 
+/** The pid of the process that wrote migration memory file `file` (its name says: gridvm-snap-<pid>-...). */
+export function writerPid(file: string): number {
+  return Number(/^gridvm-snap-(\d+)-/.exec(basename(file))?.[1] ?? 0);
+}
+
 /** Whether `file` is a migration memory file in MIGRATION_DIR (a message cannot make us rename anything else). */
 export function isMigrationFile(file: unknown): file is string {
   return typeof file === 'string' && dirname(file) === MIGRATION_DIR && SNAP_NAME.test(basename(file));
@@ -88,10 +93,13 @@ export class SpareFiles {
   /**
    * A file named `path`, open for writing `bytes` bytes: the smallest spare of at least that size (else the
    * largest, which the write extends) renamed to `path`, or a new file. Returns the fd and whether it was a spare.
+   * With `upTo`, only a spare of at most that many bytes is taken (a small file that will not come back, such as a
+   * carrier file, should not use up a spare the size of a job's memory).
    */
-  claim(path: string, bytes: number): { fd: number; reused: boolean } {
+  claim(path: string, bytes: number, upTo = Infinity): { fd: number; reused: boolean } {
     let i = this.spares.findIndex((s) => s.bytes >= bytes);
     if (i < 0) i = this.spares.length - 1;
+    if (i >= 0 && this.spares[i]!.bytes > upTo) i = -1;
     while (i >= 0) {
       const [s] = this.spares.splice(i, 1);
       try {
@@ -101,6 +109,7 @@ export class SpareFiles {
         // gone (swept?): try the next, or make a new one
         rmSync(path, { force: true });
         i = this.spares.length - 1;
+        if (i >= 0 && this.spares[i]!.bytes > upTo) i = -1;
       }
     }
     return { fd: openSync(path, 'w+', 0o600), reused: false };

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ProcessState } from '../../kernel/index.js';
 import { sweepCarrierFiles } from '../../runtime-node/grid/ipc-carrier.js';
 import { MIGRATION_DIR } from '../../runtime-node/grid/runner-types.js';
-import { FileSink, migrationFileName, readAll, SPARE_NAME, SpareFiles, streamProgress, writeAll } from '../../runtime-node/grid/shm-files.js';
+import { FileSink, migrationFileName, readAll, SPARE_NAME, SpareFiles, streamProgress, writeAll, writerPid } from '../../runtime-node/grid/shm-files.js';
 import type { CaptureSink, CompiledJob, Snapshot } from '../../vm/index.js';
 import { guestPath, hasClang } from '../harness/guests.js';
 import { loadGuest, ownSnapshot, TestVm } from '../harness/grid.js';
@@ -184,7 +184,20 @@ describe('spare migration files', () => {
     readAll(fd, back, 0, b);
     closeSync(fd);
     expect(back.every((x) => x === 9)).toBe(true);
-    rmSync(b);
+    // the writer's pid is in the name (a streaming reader checks that it lives)
+    expect(writerPid(b)).toBe(process.pid);
+    // upTo: a small file that will not come back does not take a spare much bigger than itself
+    spares.adopt(b);
+    const c = migrationFileName(1);
+    const third = spares.claim(c, 65536, 2 * 65536);
+    expect(third.reused).toBe(false);
+    closeSync(third.fd);
+    expect(spares.list().map((x) => x.bytes)).toEqual([3 * 65536]); // (the first file's size: b only rewrote 2 pages)
+    const fourth = spares.claim(c + 'x', 65536, 3 * 65536);
+    expect(fourth.reused).toBe(true);
+    closeSync(fourth.fd);
+    rmSync(c);
+    rmSync(c + 'x');
   });
 
   it('a streamed sink announces its file with progress 0, then counts the pages written in its trailer; a discard says -1', () => {
