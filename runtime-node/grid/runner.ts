@@ -32,6 +32,7 @@ import {
   type CompiledJob,
   type DecodedSnapshot,
   type DeltaBase,
+  type Encoded,
   type InstrumentInfo,
   MemoryPool,
   InstancePool,
@@ -342,29 +343,32 @@ function onCommand(m: RunnerCommand): void {
 }
 
 function encode(s: Snapshot, delta?: DeltaBase, shared = false): { bytes: Uint8Array; base: DeltaBase; delta: boolean } {
-  // views: the pages are copied once, into the buffer that leaves, not first into the encoder's data section
-  const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(delta ? { delta } : {}), views: true });
-  // shared: in a SharedArrayBuffer, passed on between threads shared, not transferred (a transferred big ArrayBuffer
-  // counts as new external memory in each thread it reaches, and V8 answers with a full GC there, maybe in a freeze)
-  const bytes = concatChunks(e.chunks, shared ? (n) => new Uint8Array(new SharedArrayBuffer(n)) : undefined);
-  return { bytes, base: e.base, delta: e.header.kind === 'delta' };
+  const c = encodeOut(s, delta, { toFile: false, shared });
+  return { bytes: c.fields.snapshot, base: c.base, delta: c.delta };
 }
 
 /**
- * Encode a snapshot for the origin from a process node. One of FILE_CARRIER_BYTES or more is written straight from
- * the captured memory into a carrier file (a spare's pages reused) and leaves as the message's `carried` field
- * (ipc-carrier.ts): nothing the size of the job's memory is allocated in this thread. Such buffers counted as new
+ * Encode a snapshot as a message's fields, the pages copied once (views, then one concatenation into the buffer that
+ * leaves). shared: in a SharedArrayBuffer, passed on between threads shared, not transferred (a transferred big
+ * ArrayBuffer counts as new external memory in each thread it reaches, and V8 answers with a full GC there, maybe in
+ * a freeze). toFile (a process node's message to the origin): FILE_CARRIER_BYTES or more are written straight from
+ * the captured memory into a carrier file (a spare's pages reused) and leave as the message's `carried` field
+ * (ipc-carrier.ts), so nothing the size of the job's memory is allocated in this thread. Such buffers counted as new
  * external memory here, and V8 answered with a full GC (and the freeing of the old buffers) at this thread's next
  * free turn of its event loop, which a running job only gives at its next freeze: 5-10 ms of a 64 MiB pre-copy
  * migration's downtime, measured.
  */
-function encodeCarried(s: Snapshot, base?: DeltaBase): { fields: { snapshot: Uint8Array; carried?: CarriedSnapshot }; transfer: ArrayBuffer[]; base: DeltaBase; delta: boolean } {
+function encodeOut(s: Snapshot, base: DeltaBase | undefined, opts: { toFile: boolean; shared?: boolean }): { fields: { snapshot: Uint8Array; carried?: CarriedSnapshot }; transfer: ArrayBuffer[]; base: DeltaBase; delta: boolean } {
   const e = encodeSnapshot(s, pages, { createdAtMs: Date.now(), ...(base ? { delta: base } : {}), views: true });
   const out = { base: e.base, delta: e.header.kind === 'delta' };
-  if (e.size < FILE_CARRIER_BYTES) {
-    const bytes = concatChunks(e.chunks);
-    return { ...out, fields: { snapshot: bytes }, transfer: [bytes.buffer as ArrayBuffer] };
-  }
+  const carried = opts.toFile && e.size >= FILE_CARRIER_BYTES ? toCarrierFile(e) : undefined;
+  if (carried) return { ...out, fields: { snapshot: new Uint8Array(0), carried }, transfer: [] };
+  const bytes = concatChunks(e.chunks, opts.shared ? (n) => new Uint8Array(new SharedArrayBuffer(n)) : undefined);
+  return { ...out, fields: { snapshot: bytes }, transfer: bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : [] };
+}
+
+/** Write an encoded snapshot into a new carrier file for the origin; undefined if it cannot (no room in /dev/shm, say). */
+function toCarrierFile(e: Encoded): CarriedSnapshot | undefined {
   const file = carrierFileName('origin');
   let fd = -1;
   try {
@@ -376,15 +380,13 @@ function encodeCarried(s: Snapshot, base?: DeltaBase): { fields: { snapshot: Uin
       at += c.length;
     }
     ftruncateSync(fd, e.size); // a spare may have been bigger
+    closeSync(fd);
+    return { snapshot: { file, bytes: e.size } };
   } catch {
-    // (no room in the migration directory, say): the bytes go in the message, as they did before carried files
     if (fd >= 0) closeSync(fd);
     rmSync(file, { force: true });
-    const bytes = concatChunks(e.chunks);
-    return { ...out, fields: { snapshot: bytes }, transfer: [bytes.buffer as ArrayBuffer] };
+    return undefined; // the bytes go in the message, as they did before carried files
   }
-  closeSync(fd);
-  return { ...out, fields: { snapshot: new Uint8Array(0), carried: { snapshot: { file, bytes: e.size } } }, transfer: [] };
 }
 
 /** A raw snapshot for a migration between threads: the state and a copy of memory, no encoding. */
@@ -600,36 +602,23 @@ function runProcess(m: Extract<RunnerCommand, { t: 'start' }>, controlWord: Int3
       if (flag === PRECOPY_FLAG || flag === PRECOPY_DELTA_FLAG) {
         // a migration's pre-copy: ship the whole state now, the freeze will ship only what changes until then; a
         // later round ships what changed since the last one (with dirty-page tracking, without reading the rest)
-        const base = flag === PRECOPY_DELTA_FLAG ? precopyBase : undefined;
-        if (m.raw === 'file') {
-          // between process nodes: a big round is written from here into the file that carries it to the origin
-          const c = encodeCarried(s, base);
-          precopyBase = c.base;
-          post({ t: 'precopy', node, gpid, ...c.fields, ...(c.delta ? { delta: true } : {}) }, c.transfer);
-          return;
-        }
-        const { bytes, base: next, delta } = encode(s, base, m.raw === 'memory');
-        precopyBase = next;
-        post({ t: 'precopy', node, gpid, snapshot: bytes, ...(delta ? { delta: true } : {}) }, bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : []);
+        const c = encodeOut(s, flag === PRECOPY_DELTA_FLAG ? precopyBase : undefined, { toFile: m.raw === 'file', shared: m.raw === 'memory' });
+        precopyBase = c.base;
+        post({ t: 'precopy', node, gpid, ...c.fields, ...(c.delta ? { delta: true } : {}) }, c.transfer);
         return;
       }
       const t0 = performance.now();
       checkpoints++;
       localSeq++;
-      const head = { t: 'checkpoint' as const, node, gpid, seq: s.seq, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes };
-      if (interval.shouldExport(localSeq) && m.raw === 'file') {
-        // exported from a process node: written from here into its carrier file, as a pre-copy is
-        const c = encodeCarried(s);
-        const cost = performance.now() - t0;
-        post({ ...head, ...c.fields, usage: usage(machine!) }, c.transfer);
-        nextCheckpointAt = machine!.elapsedMs + interval.next({ checkpointMs: cost, ...(mtbfMs ? { mtbfMs } : {}) });
-        return;
-      }
-      const { bytes } = encode(s);
-      const cost = performance.now() - t0;
+      let cost: number;
       if (interval.shouldExport(localSeq)) {
-        post({ ...head, snapshot: bytes, usage: usage(machine!) }, [bytes.buffer as ArrayBuffer]);
+        // (from a process node, written from here into its carrier file, as a pre-copy is)
+        const c = encodeOut(s, undefined, { toFile: m.raw === 'file' });
+        cost = performance.now() - t0;
+        post({ t: 'checkpoint', node, gpid, seq: s.seq, ...c.fields, stdoutBytes: s.stdoutBytes, stderrBytes: s.stderrBytes, usage: usage(machine!) }, c.transfer);
       } else {
+        const { bytes } = encode(s);
+        cost = performance.now() - t0;
         // kept on this node: if this runner thread dies, the node continues the process from it (the output it
         // covers goes first, so a restart from it never leaves a gap)
         flushOutput();
