@@ -237,8 +237,10 @@ function streamFileIn(file: string, pages: number, dst: Uint8Array): boolean {
     while (done < pages) {
       const p = streamProgress(fd, bytes);
       if (p < 0) return false; // given up
-      // a count the writer can have written (whole chunks, or all), the same twice: anything else is not trusted
-      if (p > pages || p < done || (p !== pages && p % CHUNK_PAGES !== 0) || streamProgress(fd, bytes) !== p) return false;
+      // a count the writer can have written (whole chunks, or all): anything else is not trusted
+      if (p > pages || p < done || (p !== pages && p % CHUNK_PAGES !== 0)) return false;
+      // the same twice (the writer may have moved on between the reads: then look again)
+      if (p > done && streamProgress(fd, bytes) !== p) continue;
       if (p > done) {
         readAll(fd, dst.subarray(done * PAGE_SIZE, p * PAGE_SIZE), done * PAGE_SIZE, `migration file ${file}`);
         done = p;
